@@ -1,0 +1,45 @@
+"""Which devices the suite runs on: the one place that knows about device names."""
+
+from __future__ import annotations
+
+import torch
+
+KNOWN = ("cpu", "cuda", "mps", "xpu")
+
+
+def _privateuse1() -> str | None:
+    name = torch._C._get_privateuse1_backend_name()
+    return None if name == "privateuseone" else name
+
+
+def is_available(device: str) -> bool:
+    if device == "cpu":
+        return True
+    if device == _privateuse1():
+        module = getattr(torch, device, None)
+        return bool(module is not None and module.is_available())
+    module = getattr(torch, device, None) if device != "mps" else getattr(torch.backends, "mps", None)
+    try:
+        return bool(module is not None and module.is_available())
+    except Exception:  # a half-installed backend must not break collection
+        return False
+
+
+def available() -> list[str]:
+    names = list(KNOWN)
+    if (p1 := _privateuse1()) is not None:
+        names.append(p1)
+    return [d for d in names if is_available(d)]
+
+
+def parse(option: str | None) -> list[str]:
+    """``--device cpu,cuda`` -> ['cpu', 'cuda']; None -> every available device."""
+    if not option:
+        return available()
+    return [d.strip() for d in option.split(",") if d.strip()]
+
+
+def describe(device: str) -> str:
+    if device == "cuda" and is_available("cuda"):
+        return f"cuda ({torch.cuda.get_device_name()})"
+    return device

@@ -1,0 +1,127 @@
+"""Failure messages that teach: the rule, the inputs in words, expected vs actual, the
+broadcast alignment where shapes matter, and a standalone torch snippet to reproduce."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from typing import NoReturn, Sequence
+
+from conformance import rules
+from conformance.tensors import TensorSpec, nested, py_literal
+
+
+class ConformanceFailure(AssertionError):
+    """The backend broke a rule of the suite (as opposed to the suite crashing)."""
+
+
+def _short(values: Sequence, limit: int = 24) -> str:
+    vals = [py_literal(v) for v in values[:limit]]
+    more = f", ... ({len(values)} in all)" if len(values) > limit else ""
+    return "[" + ", ".join(vals) + more + "]"
+
+
+def first_differences(actual: Sequence, expected: Sequence, shape: Sequence[int], *,
+                      close=None, limit: int = 5) -> list[str]:
+    """'index: expected E, got A' for the first few positions that differ."""
+    close = close or rules.same_value
+    out = []
+    for idx, a, e in zip(rules.ndindex(shape), actual, expected):
+        if not close(a, e):
+            out.append(f"at {idx}: expected {py_literal(e)}, got {py_literal(a)}")
+            if len(out) == limit:
+                break
+    return out
+
+
+class Case:
+    """What one example ran: collects inputs (in words and as code), then fails with them."""
+
+    def __init__(self, rule: str, device: str):
+        self.rule = rule
+        self.device = device
+        self.inputs: list[str] = []
+        self.code: list[str] = []
+        self.shapes: list[tuple] = []
+
+    def tensor(self, name: str, spec: TensorSpec) -> "Case":
+        self.inputs.append(f"{name}: {spec.describe()}\n    values: {spec.show_values()}")
+        self.code.append(spec.code(name, self.device))
+        self.shapes.append(spec.shape)
+        return self
+
+    def value(self, name: str, words: str, code: str) -> "Case":
+        self.inputs.append(f"{name}: {words}")
+        self.code.append(f"{name} = {code}")
+        return self
+
+    def run(self, *lines: str) -> "Case":
+        self.code.extend(lines)
+        return self
+
+    def snippet(self) -> str:
+        body = "\n".join(self.code)
+        head = "import torch\n" + ("import numpy as np\n" if "np." in body else "")
+        return head + body
+
+    def fail(self, what: str, *, expected=None, actual=None, shapes=None, extra: str = "") -> NoReturn:
+        parts = [f"Rule violated: {self.rule}", f"Device: {self.device}", "Inputs:"]
+        parts += [textwrap.indent(i, "  ") for i in self.inputs]
+        parts.append(f"What went wrong: {what}")
+        if expected is not None or actual is not None:
+            parts.append(f"Expected: {expected}")
+            parts.append(f"Actual:   {actual}")
+        if extra:
+            parts.append(extra)
+        shapes = self.shapes if shapes is None else shapes
+        if shapes and len(shapes) > 1:
+            parts.append(rules.explain(*shapes))
+        parts.append("Reproduce (torch and numpy only, no suite imports):")
+        parts.append(textwrap.indent(self.snippet(), "    "))
+        raise ConformanceFailure("\n".join(parts))
+
+    # ------------------------------------------------------------------ checks
+
+    def check_values(self, actual: Sequence, expected: Sequence, shape: Sequence[int], *,
+                     what: str = "values differ from the oracle", close=None, extra: str = "") -> None:
+        diffs = first_differences(actual, expected, shape, close=close)
+        if len(actual) != len(expected):
+            diffs.insert(0, f"{len(actual)} values, expected {len(expected)}")
+        if diffs:
+            detail = "\n".join("  " + d for d in diffs)
+            self.fail(f"{what}:\n{detail}", expected=_short(expected), actual=_short(actual), extra=extra)
+
+    def check_outcome(self, expected_error: Exception | None, actual_error: Exception | None) -> bool:
+        """Fail unless both raised or neither did; True when both raised."""
+        if expected_error is None and actual_error is not None:
+            self.fail("the backend raised where the rules allow the operation",
+                      expected="no error", actual=f"{type(actual_error).__name__}: {actual_error}")
+        if expected_error is not None and actual_error is None:
+            self.fail("the backend accepted what the rules forbid",
+                      expected=f"an error ({expected_error})".split("\n")[0], actual="no error")
+        return expected_error is not None
+
+
+def attempt(fn):
+    """(result, None) or (None, exception): run an op whose failure is part of the property."""
+    try:
+        return fn(), None
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        return None, e
+
+
+def show(values: Sequence, shape: Sequence[int]) -> str:
+    if len(values) > 64:
+        return _short(values)
+    return repr(nested([py_literal(v) for v in values], tuple(shape))).replace("'", "") if shape else py_literal(values[0])
+
+
+def close_with(tol):
+    """A closeness predicate for `check_values` from a `tolerances.Tolerance` (nan == nan)."""
+    def close(a, e):
+        if isinstance(a, float) and isinstance(e, float) and (math.isnan(a) or math.isnan(e)):
+            return math.isnan(a) and math.isnan(e)
+        if a == e:
+            return True
+        return tol.allows(a, e)
+    return close

@@ -1,0 +1,39 @@
+"""Hypothesis profiles, the one place that sets how many examples run and how.
+
+* ``ci`` (default): derandomized and without an example database, so every run of the
+  gate checks the same examples; no deadline (a shared CI runner has noisy timing).
+* ``dev``: quick and random, with the local example database, for editing the suite.
+* ``thorough``: ten times ``ci``'s examples, random, for nightly runs.
+* ``selftest``: what the mutant self-test runs each mutant under: derandomized, fewer
+  examples, no shrinking (a mutant only has to be caught, not minimised).
+
+Pick one with ``--hypothesis-profile NAME`` or ``HYPOTHESIS_PROFILE=NAME``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, Phase, settings
+
+CI_EXAMPLES = 200
+_quiet = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+          HealthCheck.large_base_example]
+
+settings.register_profile("ci", max_examples=CI_EXAMPLES, derandomize=True, database=None,
+                          deadline=None, suppress_health_check=_quiet, print_blob=False)
+settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=_quiet,
+                          print_blob=True)
+settings.register_profile("thorough", max_examples=10 * CI_EXAMPLES, deadline=None,
+                          suppress_health_check=_quiet, print_blob=True)
+settings.register_profile("selftest", max_examples=40, derandomize=True, database=None,
+                          deadline=None, suppress_health_check=_quiet,
+                          phases=[Phase.explicit, Phase.generate])
+
+DEFAULT = "ci"
+
+
+def load_from_environment() -> str:
+    name = os.environ.get("HYPOTHESIS_PROFILE", DEFAULT)
+    settings.load_profile(name)
+    return name

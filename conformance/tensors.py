@@ -1,0 +1,146 @@
+"""Tensor specifications: the same logical values in any memory layout, built on any device.
+
+A `TensorSpec` holds the logical values as Python scalars (what the oracle sees) and a
+memory layout (sizes, strides, storage offset over a flat storage list).  `build` makes a
+fresh torch tensor with exactly that layout using only ``torch.tensor`` and
+``as_strided``, so faults in permute/slice/expand cannot change the inputs.  `code`
+writes the same construction as a standalone snippet for failure messages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from conformance import rules
+
+TORCH_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "bool": torch.bool,
+    "uint8": torch.uint8,  # only as a (rejected) legacy mask dtype
+}
+DTYPE_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
+
+# Above this many elements, messages and snippets show a summary instead of every value.
+SHOW_VALUES = 64
+
+
+def py_literal(v) -> str:
+    """A Python expression for a scalar that survives nan/inf (``float('nan')``)."""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "float('nan')"
+        if math.isinf(v):
+            return "float('inf')" if v > 0 else "float('-inf')"
+    return repr(v)
+
+
+def nested(values: Sequence, shape: Sequence[int]):
+    """Row-major flat values -> nested lists (a bare scalar for a 0-d shape)."""
+    if not shape:
+        return values[0]
+    if len(shape) == 1:
+        return list(values)
+    step = math.prod(shape[1:])
+    return [nested(values[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def literal_list(values: Sequence) -> str:
+    return "[" + ", ".join(py_literal(v) for v in values) + "]"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor described without torch: logical values plus a memory layout.
+
+    `storage` is the flat backing store; element ``idx`` lives at
+    ``offset + sum(i * s for i, s in zip(idx, strides))``.  Positions of the storage that
+    no element maps to hold other values, so writes outside the view are visible.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    values: tuple  # logical values, row-major
+    strides: tuple[int, ...]
+    offset: int
+    storage: tuple
+    layout: str = "contiguous"  # words for messages: "permuted (1, 0)", "expanded dims (0,)", ...
+    numpy_source: str | None = field(default=None, compare=False)  # for large generated values
+
+    @classmethod
+    def contiguous(cls, shape, dtype: str, values: Sequence) -> "TensorSpec":
+        shape = tuple(shape)
+        values = tuple(values)
+        assert len(values) == rules.numel(shape), (shape, len(values))
+        return cls(shape, dtype, values, rules.contiguous_strides(shape), 0, values)
+
+    @property
+    def is_contiguous_layout(self) -> bool:
+        return self.offset == 0 and self.strides == rules.contiguous_strides(self.shape) and \
+            len(self.storage) == len(self.values)
+
+    def storage_positions(self) -> list[int]:
+        """Storage position of every logical element, row-major."""
+        return [self.offset + sum(i * s for i, s in zip(idx, self.strides))
+                for idx in rules.ndindex(self.shape)]
+
+    def build(self, device: str = "cpu", requires_grad: bool = False) -> torch.Tensor:
+        base = torch.tensor(list(self.storage), dtype=TORCH_DTYPES[self.dtype], device=device)
+        if self.is_contiguous_layout:
+            t = base.reshape(self.shape)
+        else:
+            t = base.as_strided(self.shape, self.strides, self.offset)
+        if requires_grad:
+            t.requires_grad_(True)
+        return t
+
+    def build_with_base(self, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        base = torch.tensor(list(self.storage), dtype=TORCH_DTYPES[self.dtype], device=device)
+        return base.as_strided(self.shape, self.strides, self.offset), base
+
+    # ------------------------------------------------------------------ words and code
+
+    def describe(self) -> str:
+        where = "contiguous" if self.is_contiguous_layout else (
+            f"{self.layout}; strides {self.strides}, storage offset {self.offset}, "
+            f"storage of {len(self.storage)}")
+        return f"{self.dtype} tensor of shape {self.shape} ({where})"
+
+    def show_values(self) -> str:
+        if len(self.values) <= SHOW_VALUES:
+            return repr(nested([py_literal(v) for v in self.values], self.shape)).replace("'", "")
+        if self.numpy_source:
+            return f"{len(self.values)} values from {self.numpy_source}"
+        head = ", ".join(py_literal(v) for v in self.values[:8])
+        return f"{len(self.values)} values, starting [{head}, ...]"
+
+    def code(self, name: str, device: str = "cpu") -> str:
+        """Python lines that build this tensor with torch (and numpy for large values)."""
+        dt = f"torch.{self.dtype}"
+        dev = "" if device == "cpu" else f", device={device!r}"
+        if self.numpy_source and self.is_contiguous_layout:
+            return (f"{name} = torch.from_numpy({self.numpy_source}).to({dt}{dev})"
+                    f".reshape({self.shape})")
+        store = literal_list(self.storage)
+        if self.is_contiguous_layout:
+            return f"{name} = torch.tensor({store}, dtype={dt}{dev}).reshape({self.shape})"
+        return (f"{name} = torch.tensor({store}, dtype={dt}{dev})"
+                f".as_strided({self.shape}, {self.strides}, {self.offset})  # {self.layout}")
+
+
+def read(t: torch.Tensor) -> list:
+    """A tensor's logical values as Python scalars, row-major."""
+    return t.detach().cpu().reshape(-1).tolist() if t.dim() else [t.detach().cpu().item()]
+
+
+def layout_of(t: torch.Tensor) -> tuple:
+    """Everything that says where a tensor's values live."""
+    return (tuple(t.shape), tuple(t.stride()), t.storage_offset(), t.dtype, t.device)

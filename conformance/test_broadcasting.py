@@ -1,0 +1,319 @@
+"""Broadcasting: result shapes, element values and errors agree with the rules.
+
+Right-align the shapes; sizes must be equal or 1; a 1 stretches; 1 against 0 gives 0;
+anything else is an error.  In-place ops never broadcast self.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from conformance import rules
+from conformance.failures import Case, attempt, show
+from conformance.tensors import TensorSpec, read
+from strategies import (
+    broadcastable_shapes,
+    dtypes,
+    elements,
+    expand_sizes,
+    incompatible_shapes,
+    inplace_shape_pairs,
+    one_way_pairs,
+    tensors,
+)
+from strategies.layouts import WRITABLE
+
+ARITH = ("float16", "bfloat16", "float32", "float64", "int32", "int64")
+
+
+def shape_tuples(min_n=2, max_n=4):
+    """2 of 3 draws broadcast; the rest are incompatible (when there are two shapes to clash)."""
+    return st.integers(min_n, max_n).flatmap(
+        lambda n: st.one_of(broadcastable_shapes(n), broadcastable_shapes(n), incompatible_shapes(n))
+        if n >= 2 else broadcastable_shapes(n))
+
+
+def _expected_shape(*shapes):
+    try:
+        return rules.broadcast_shapes(*shapes), None
+    except rules.BroadcastError as e:
+        return None, e
+
+
+def _wrap(dtype, x):
+    """Integer results wrap around like two's complement; floats round to the dtype."""
+    if dtype in rules.INT_DTYPES:
+        lo, hi = rules.iinfo(dtype)
+        return (x - lo) % (hi - lo + 1) + lo
+    return rules.round_to(dtype, x)
+
+
+def _mul(a, b):
+    return a * b
+
+
+# name -> (how to call it, how the oracle computes one element, dtypes it takes)
+BINARY = {
+    "add": (lambda a, b: torch.add(a, b), "torch.add(a, b)", operator.add, ARITH),
+    "mul": (lambda a, b: torch.mul(a, b), "torch.mul(a, b)", _mul, ARITH),
+    "eq": (lambda a, b: torch.eq(a, b), "torch.eq(a, b)", operator.eq, rules.DTYPES),
+    "lt": (lambda a, b: a < b, "a < b", operator.lt, ARITH),
+}
+
+
+def _elementwise(name, dtype, x, y):
+    r = BINARY[name][2](x, y)
+    return r if isinstance(r, bool) else _wrap(dtype, r)
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+@given(shapes=shape_tuples(1, 4), as_int=st.booleans())
+def test_broadcast_shapes_agrees_with_the_rules(shapes, as_int):
+    """torch.broadcast_shapes returns the oracle's shape, and raises exactly when the rules forbid."""
+    args = [s[0] if as_int and len(s) == 1 else s for s in shapes]
+    case = Case("broadcast_shapes right-aligns; sizes equal or 1; 1 stretches (1 vs 0 gives 0)", "cpu")
+    case.shapes = list(shapes)
+    case.run(f"print(torch.broadcast_shapes({', '.join(map(repr, args))}))")
+    expected, err = _expected_shape(*shapes)
+    actual, terr = attempt(lambda: torch.broadcast_shapes(*args))
+    if not case.check_outcome(err, terr) and tuple(actual) != expected:
+        case.fail("wrong result shape", expected=expected, actual=tuple(actual))
+
+
+# --------------------------------------------------------------------------- broadcast_tensors
+
+
+@st.composite
+def operand_specs(draw, shapes, dtype=None, kinds=None):
+    dtype = dtype or draw(dtypes())
+    kw = {} if kinds is None else {"kinds": kinds}
+    return [draw(tensors(s, dtype, elements=elements(dtype, allow_nan=True, allow_infinity=True), **kw))
+            for s in shapes]
+
+
+@given(data=st.data())
+def test_broadcast_tensors_agrees_with_the_rules(device, data):
+    """broadcast_tensors gives every operand the broadcast shape, with each element taken
+    from the input element the mapping names, and raises exactly when the shapes don't broadcast."""
+    shapes = data.draw(shape_tuples(2, 4), label="shapes")
+    specs = data.draw(operand_specs(shapes), label="operands")
+    case = Case("broadcast_tensors stretches each size-1 dimension to the broadcast size", device)
+    names = [f"t{i}" for i in range(len(specs))]
+    for n, s in zip(names, specs):
+        case.tensor(n, s)
+    case.run(f"outs = torch.broadcast_tensors({', '.join(names)})")
+    expected, err = _expected_shape(*shapes)
+    outs, terr = attempt(lambda: torch.broadcast_tensors(*(s.build(device) for s in specs)))
+    if case.check_outcome(err, terr):
+        return
+    for i, (spec, out) in enumerate(zip(specs, outs)):
+        if tuple(out.shape) != expected:
+            case.fail(f"operand {i} has the wrong shape", expected=expected, actual=tuple(out.shape))
+        want = rules.broadcast_values(spec.values, spec.shape, expected)
+        case.check_values(read(out), want, expected, what=f"operand {i}: element mapping broken")
+
+
+@given(data=st.data())
+def test_broadcast_tensors_stretches_by_views(device, data):
+    """Stretched dimensions are views: stride 0 and the same storage as the input, never a copy."""
+    shapes = data.draw(broadcastable_shapes(data.draw(st.integers(2, 4))), label="shapes")
+    specs = data.draw(operand_specs(shapes), label="operands")
+    case = Case("broadcasting makes views: a stretched dimension has stride 0 and shares storage", device)
+    names = [f"t{i}" for i in range(len(specs))]
+    for n, s in zip(names, specs):
+        case.tensor(n, s)
+    case.run(f"outs = torch.broadcast_tensors({', '.join(names)})",
+             "print([o.stride() for o in outs], [o.data_ptr() == t.data_ptr() for o, t in zip(outs, "
+             f"[{', '.join(names)}])])")
+    ins = [s.build(device) for s in specs]
+    outs = torch.broadcast_tensors(*ins)
+    for i, (t, out) in enumerate(zip(ins, outs)):
+        _check_view(case, f"operand {i}", t, out)
+
+
+def _check_view(case, label, t, out):
+    lead = out.dim() - t.dim()
+    for d in range(out.dim()):
+        src = 1 if d < lead else t.shape[d - lead]
+        if src == 1 and out.shape[d] > 1 and out.stride(d) != 0:
+            case.fail(f"{label}: dimension {d} was stretched from 1 to {out.shape[d]} but has "
+                      f"stride {out.stride(d)}, so it was copied, not viewed",
+                      expected="stride 0", actual=f"strides {out.stride()}")
+    if out.numel() and out.data_ptr() != t.data_ptr():
+        case.fail(f"{label}: the result does not share the input's storage",
+                  expected="a view of the input", actual="a tensor with its own storage")
+
+
+# --------------------------------------------------------------------------- expand / broadcast_to
+
+
+@given(data=st.data())
+def test_expand_agrees_with_the_one_way_rule(device, data):
+    """x.expand(*sizes) succeeds exactly when x's shape broadcasts one-way to the resolved sizes
+    (-1 keeps a size, only in existing dims), and then is a view holding the mapped elements."""
+    shape = data.draw(broadcastable_shapes(1, max_dims=5).map(lambda s: s[0]), label="shape")
+    sizes = data.draw(expand_sizes(shape), label="sizes")
+    spec = data.draw(tensors(shape, data.draw(dtypes())), label="x")
+    case = Case("expand stretches size-1 dims only; -1 keeps a size; new dims go in front", device)
+    case.tensor("x", spec).run(f"y = x.expand({tuple(sizes)!r})", "print(y.shape)")
+    try:
+        expected, err = rules.expand_target(shape, sizes), None
+    except rules.BroadcastError as e:
+        expected, err = None, e
+    case.shapes = [shape, expected or tuple(s if s >= 0 else 1 for s in sizes)]
+    x = spec.build(device)
+    out, terr = attempt(lambda: x.expand(tuple(sizes)))
+    if case.check_outcome(err, terr):
+        return
+    if tuple(out.shape) != expected:
+        case.fail("wrong shape", expected=expected, actual=tuple(out.shape))
+    case.check_values(read(out), rules.broadcast_values(spec.values, shape, expected), expected)
+    _check_view(case, "expand", x, out)
+
+
+@given(data=st.data())
+def test_broadcast_to_agrees_with_the_one_way_rule(device, data):
+    """torch.broadcast_to(x, shape) succeeds exactly when x broadcasts one-way to shape,
+    and then is a view holding the mapped elements."""
+    pair = data.draw(st.one_of(one_way_pairs(), one_way_pairs().map(lambda p: p[::-1]),
+                               incompatible_shapes(2)), label="(shape, target)")
+    shape, target = pair
+    spec = data.draw(tensors(shape, data.draw(dtypes())), label="x")
+    case = Case("broadcast_to applies the one-way rule: x's shape stretches to the target, "
+                "the target never changes", device)
+    case.tensor("x", spec).run(f"y = torch.broadcast_to(x, {target!r})")
+    case.shapes = [shape, target]
+    err = None if rules.can_broadcast_to(shape, target) else rules.BroadcastError(
+        f"{shape} does not broadcast to {target}")
+    x = spec.build(device)
+    out, terr = attempt(lambda: torch.broadcast_to(x, target))
+    if case.check_outcome(err, terr):
+        return
+    if tuple(out.shape) != tuple(target):
+        case.fail("wrong shape", expected=target, actual=tuple(out.shape))
+    case.check_values(read(out), rules.broadcast_values(spec.values, shape, target), target)
+    _check_view(case, "broadcast_to", x, out)
+
+
+# --------------------------------------------------------------------------- elementwise ops
+
+
+def _binary_case(device, data, name, kinds=None):
+    call, code, _, allowed = BINARY[name]
+    shapes = data.draw(shape_tuples(2, 2), label="shapes")
+    dtype = data.draw(dtypes(allowed), label="dtype")
+    a, b = data.draw(operand_specs(shapes, dtype, kinds), label="operands")
+    return call, code, shapes, dtype, a, b
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+@given(data=st.data())
+def test_binary_ops_broadcast_by_the_rules(device, name, data):
+    """Elementwise binary ops give the broadcast shape, compute each element from the mapped
+    input elements, and raise exactly when the shapes don't broadcast."""
+    call, code, shapes, dtype, a, b = _binary_case(device, data, name)
+    case = Case(f"{name} broadcasts its operands, then applies elementwise", device)
+    case.tensor("a", a).tensor("b", b).run(f"print({code})")
+    expected, err = _expected_shape(*shapes)
+    out, terr = attempt(lambda: call(a.build(device), b.build(device)))
+    if case.check_outcome(err, terr):
+        return
+    if tuple(out.shape) != expected:
+        case.fail("wrong result shape", expected=expected, actual=tuple(out.shape))
+    av = rules.broadcast_values(a.values, a.shape, expected)
+    bv = rules.broadcast_values(b.values, b.shape, expected)
+    case.check_values(read(out), [_elementwise(name, dtype, x, y) for x, y in zip(av, bv)], expected)
+
+
+@given(data=st.data())
+def test_where_broadcasts_all_three_operands(device, data):
+    """torch.where(cond, a, b) broadcasts cond, a and b together and picks a where cond is True."""
+    shapes = data.draw(shape_tuples(3, 3), label="shapes")
+    dtype = data.draw(dtypes(), label="dtype")
+    cond = data.draw(tensors(shapes[0], "bool"), label="cond")
+    a, b = data.draw(operand_specs(shapes[1:], dtype), label="operands")
+    case = Case("where broadcasts condition and both branches together", device)
+    case.tensor("cond", cond).tensor("a", a).tensor("b", b).run("print(torch.where(cond, a, b))")
+    expected, err = _expected_shape(*shapes)
+    out, terr = attempt(lambda: torch.where(cond.build(device), a.build(device), b.build(device)))
+    if case.check_outcome(err, terr):
+        return
+    if tuple(out.shape) != expected:
+        case.fail("wrong result shape", expected=expected, actual=tuple(out.shape))
+    c, av, bv = (rules.broadcast_values(s.values, s.shape, expected) for s in (cond, a, b))
+    case.check_values(read(out), [x if k else y for k, x, y in zip(c, av, bv)], expected)
+
+
+INPLACE = {
+    "add_": (lambda s, o: s.add_(o), "x.add_(other)", operator.add),
+    "sub_": (lambda s, o: s.sub_(o), "x.sub_(other)", operator.sub),
+    "mul_": (lambda s, o: s.mul_(o), "x.mul_(other)", _mul),
+    "+=": (None, "x += other", operator.add),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INPLACE))
+@given(data=st.data())
+def test_inplace_ops_never_broadcast_self(device, name, data):
+    """An in-place op succeeds exactly when broadcast(self, other) == self.shape; it returns
+    self with its shape unchanged and the right values, and on error leaves self untouched."""
+    call, code, fn = INPLACE[name]
+    self_shape, other_shape = data.draw(inplace_shape_pairs(), label="(self, other) shapes")
+    dtype = data.draw(dtypes(ARITH), label="dtype")
+    x = data.draw(tensors(self_shape, dtype, kinds=WRITABLE), label="self")
+    other = data.draw(tensors(other_shape, dtype), label="other")
+    case = Case("in-place ops never broadcast self: the broadcast shape must equal self's shape",
+                device)
+    case.tensor("x", x).tensor("other", other).run(code, "print(x)")
+    want_shape, err = _expected_shape(self_shape, other_shape)
+    if err is None and want_shape != self_shape:
+        err = rules.BroadcastError(f"broadcast shape {want_shape} != self shape {self_shape}")
+    t, o = x.build(device), other.build(device)
+
+    def run():
+        if call is not None:
+            return call(t, o)
+        y = t
+        y += o
+        return y
+
+    out, terr = attempt(run)
+    if case.check_outcome(err, terr):
+        if tuple(t.shape) != self_shape or not _same(read(t), x.values):
+            case.fail("a refused in-place op changed self", expected=f"self unchanged {self_shape}",
+                      actual=f"shape {tuple(t.shape)} values {show(read(t), tuple(t.shape))}")
+        return
+    if out is not t:
+        case.fail("the in-place op did not return self", expected="self", actual="another tensor")
+    if tuple(t.shape) != self_shape:
+        case.fail("self changed shape", expected=self_shape, actual=tuple(t.shape))
+    ov = rules.broadcast_values(other.values, other_shape, self_shape)
+    case.check_values(read(t), [_wrap(dtype, fn(p, q)) for p, q in zip(x.values, ov)], self_shape)
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(rules.same_value(p, q) for p, q in zip(a, b))
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+@given(data=st.data())
+def test_layout_does_not_change_results(device, name, data):
+    """An op on inputs in any memory layout (permuted, strided, offset, expanded) gives
+    exactly the result it gives on contiguous copies of the same values."""
+    call, code, shapes, dtype, a, b = _binary_case(device, data, name)
+    case = Case("results depend on values, never on memory layout", device)
+    case.tensor("a", a).tensor("b", b).run(f"out = {code}", "a, b = a.contiguous(), b.contiguous()",
+                                           f"print(out, {code})")
+    if _expected_shape(*shapes)[1] is not None:
+        return
+    strided = call(a.build(device), b.build(device))
+    plain = call(TensorSpec.contiguous(a.shape, dtype, a.values).build(device),
+                 TensorSpec.contiguous(b.shape, dtype, b.values).build(device))
+    case.check_values(read(strided), read(plain), tuple(plain.shape),
+                      what="the non-contiguous inputs gave a different result than contiguous copies")

@@ -1,0 +1,30 @@
+"""Hypothesis strategies for the conformance suite.
+
+Small composable pieces, split by concern: `shapes` (broadcastable, one-way and
+incompatible shapes), `layouts` (the same values in different memory), `values`
+(dtypes, elements, fill values, logits) and `masks` (random, structured and attention
+masks).
+"""
+
+from strategies.shapes import (  # noqa: F401
+    array_shapes,
+    broadcastable_shapes,
+    expand_sizes,
+    incompatible_shapes,
+    inplace_shape_pairs,
+    one_way_pairs,
+)
+from strategies.layouts import layouts, tensors  # noqa: F401
+from strategies.values import (  # noqa: F401
+    FillValue,
+    dtypes,
+    elements,
+    fill_values,
+    logits,
+)
+from strategies.masks import (  # noqa: F401
+    attention_masks,
+    bool_masks,
+    keep_masks,
+    non_bool_masks,
+)

@@ -1,0 +1,86 @@
+"""Masks: random boolean masks in any layout, softmax keep-masks built row by row, the
+attention idioms (padding, causal, both), and non-bool masks for the error paths."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from conformance import rules
+from conformance.tensors import TensorSpec
+from strategies.layouts import KINDS, tensors
+
+ROW_PATTERNS = ("random", "random", "all", "none", "one", "prefix")
+
+
+def bool_masks(shape, *, kinds=KINDS):
+    """A bool `TensorSpec` of `shape` in a layout from `kinds`: all True, all False or random."""
+    return st.sampled_from(["random", "random", "all", "none"]).flatmap(
+        lambda p: tensors(shape, "bool", kinds=kinds,
+                          elements=st.booleans() if p == "random" else st.just(p == "all")))
+
+
+def non_bool_masks(shape):
+    """A 0/1 mask of a dtype masked_fill must refuse (uint8 legacy masks, ints, floats)."""
+    return st.sampled_from(["uint8", "int32", "int64", "float32", "float16"]).flatmap(
+        lambda dt: tensors(shape, dt if dt != "uint8" else "int32", elements=st.sampled_from([0, 1]),
+                           kinds=("contiguous",)).map(
+            lambda spec: TensorSpec.contiguous(spec.shape, dt, spec.values)))
+
+
+def _row_source(pattern, width, arg):
+    if pattern == "all":
+        return f"np.ones({width}, bool)"
+    if pattern == "none":
+        return f"np.zeros({width}, bool)"
+    if pattern == "one":
+        return f"(np.arange({width}) == {arg})"
+    if pattern == "prefix":
+        return f"(np.arange({width}) < {arg})"
+    seed, density = arg
+    return f"(np.random.default_rng({seed}).random({width}) < {density!r})"
+
+
+@st.composite
+def keep_masks(draw, shape, dim=-1, *, patterns=ROW_PATTERNS):
+    """A bool keep-mask (True = may be attended) of `shape` whose rows along `dim` each follow
+    a drawn pattern: random, all kept, none kept (fully masked), exactly one kept, or a
+    kept prefix (padding).  Wide masks carry a NumPy expression for the reproduction."""
+    import numpy as np
+
+    shape = tuple(shape)
+    rows = rules.rows_along(range(rules.numel(shape)), shape, dim) if shape else [[0]]
+    width = len(rows[0]) if rows else 0
+    values = [False] * rules.numel(shape)
+    sources = []
+    for row in rows:
+        pattern = draw(st.sampled_from(patterns))
+        if pattern == "one":
+            arg = draw(st.integers(0, max(width - 1, 0)))
+        elif pattern == "prefix":
+            arg = draw(st.integers(1, max(width, 1)))
+        elif pattern == "random":
+            arg = (draw(st.integers(0, 2**32 - 1)), draw(st.sampled_from([0.1, 0.5, 0.9])))
+        else:
+            arg = None
+        src = _row_source(pattern, width, arg)
+        sources.append(src)
+        for pos, v in zip(row, eval(src, {"np": np}).tolist()):  # noqa: S307 - our own expression
+            values[pos] = v
+    canonical_last = dim in (-1, len(shape) - 1)
+    source = (f"np.stack([{', '.join(sources)}]).reshape({shape})"
+              if canonical_last and len(values) > 64 else None)
+    return TensorSpec(shape, "bool", tuple(values), rules.contiguous_strides(shape), 0,
+                      tuple(values), layout="contiguous", numpy_source=source)
+
+
+@st.composite
+def attention_masks(draw, *, max_batch=3, max_heads=3, max_len=8, min_len=1):
+    """An attention scenario from the source material: (B, H, T, lengths, kind) with kind
+    "padding" ([B,1,1,T] keep-mask from sequence lengths), "causal" (tril(ones(T,T))
+    expanded to [B,1,T,T]) or "both"."""
+    b = draw(st.integers(1, max_batch))
+    h = draw(st.integers(1, max_heads))
+    t = draw(st.integers(min_len, max_len))
+    lengths = tuple(draw(st.lists(st.integers(1, t), min_size=b, max_size=b)))
+    kind = draw(st.sampled_from(["padding", "causal", "both"]))
+    return b, h, t, lengths, kind

@@ -1,0 +1,137 @@
+"""Shapes: single shapes under an element budget, and tuples of shapes that do or do not broadcast.
+
+Unlike ``hypothesis.extra.numpy.array_shapes`` these draw size-0 dimensions by default,
+and the budget counts a 0 as a 1 so that stretching a 0 against a 1 cannot blow up.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+MAX_DIMS = 8
+MAX_SIDE = 8
+MAX_ELEMENTS = 256
+
+
+def _check(min_dims, max_dims, min_side, max_side, max_elements):
+    if not 0 <= min_dims <= max_dims:
+        raise InvalidArgument(f"need 0 <= min_dims={min_dims} <= max_dims={max_dims}")
+    if not 0 <= min_side <= max_side:
+        raise InvalidArgument(f"need 0 <= min_side={min_side} <= max_side={max_side}")
+    if max_elements < 1:
+        raise InvalidArgument(f"max_elements={max_elements} must be at least 1")
+    if min_side > 1 and min_side ** min_dims > max_elements:
+        raise InvalidArgument(f"no shape of {min_dims} dims with sides >= {min_side} fits in {max_elements}")
+
+
+def _budget(shape) -> int:
+    return math.prod(max(s, 1) for s in shape)
+
+
+@st.composite
+def array_shapes(draw, *, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MAX_SIDE,
+                 max_elements=MAX_ELEMENTS):
+    """A shape of min_dims..max_dims sizes in [min_side, max_side] whose product
+    (counting 0 as 1) is at most max_elements."""
+    _check(min_dims, max_dims, min_side, max_side, max_elements)
+    ndim = draw(st.integers(min_dims, max_dims))
+    shape = []
+    for i in range(ndim):
+        left = max_elements // _budget(shape)
+        reserve = max(min_side, 1) ** (ndim - i - 1)
+        hi = max(min(max_side, left // reserve), min(min_side, 1))
+        shape.append(draw(st.integers(min_side, max(hi, min_side))))
+    return tuple(shape)
+
+
+@st.composite
+def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, min_side=0,
+                         max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
+    """`num_shapes` shapes that broadcast together.
+
+    A result scaffold is drawn first; each shape takes a right-aligned suffix of it,
+    with some sizes replaced by 1 (so 1-vs-n and 1-vs-0 columns are common).
+    """
+    if num_shapes < 1:
+        raise InvalidArgument(f"num_shapes={num_shapes} must be at least 1")
+    scaffold = draw(array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+                                 max_side=max_side, max_elements=max_elements))
+    shapes = []
+    for _ in range(num_shapes):
+        ndim = draw(st.integers(0, len(scaffold)))
+        suffix = scaffold[len(scaffold) - ndim:]
+        ones = draw(st.lists(st.booleans(), min_size=ndim, max_size=ndim))
+        shapes.append(tuple(1 if one else s for s, one in zip(suffix, ones)))
+    return tuple(shapes)
+
+
+@st.composite
+def one_way_pairs(draw, *, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
+    """(shape, target) where shape broadcasts one-way to target (expand / in-place operand)."""
+    target = draw(array_shapes(min_dims=min_dims, max_dims=max_dims, max_side=max_side,
+                               max_elements=max_elements))
+    ndim = draw(st.integers(0, len(target)))
+    suffix = target[len(target) - ndim:]
+    ones = draw(st.lists(st.booleans(), min_size=ndim, max_size=ndim))
+    return tuple(1 if one else s for s, one in zip(suffix, ones)), target
+
+
+@st.composite
+def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_SIDE,
+                        max_elements=MAX_ELEMENTS):
+    """`num_shapes` shapes that do not broadcast: broadcastable shapes with one aligned
+    dimension perturbed so two operands hold different sizes, neither of them 1
+    (0 against n >= 2 included)."""
+    if num_shapes < 2:
+        raise InvalidArgument(f"num_shapes={num_shapes}: incompatibility needs at least 2 shapes")
+    shapes = list(draw(broadcastable_shapes(num_shapes, min_dims=1, max_dims=max_dims,
+                                            max_side=max_side, max_elements=max_elements // 2)))
+    i, j = draw(st.lists(st.integers(0, num_shapes - 1), min_size=2, max_size=2, unique=True))
+    for k in (i, j):
+        if not shapes[k]:
+            shapes[k] = (1,)
+    depth = draw(st.integers(1, min(len(shapes[i]), len(shapes[j]))))
+    a = draw(st.integers(0, max_side).filter(lambda s: s != 1))
+    b = draw(st.integers(0, max_side).filter(lambda s: s not in (1, a)))
+    for k, size in ((i, a), (j, b)):
+        s = list(shapes[k])
+        s[-depth] = size
+        shapes[k] = tuple(s)
+    return tuple(shapes)
+
+
+def inplace_shape_pairs(**kw):
+    """(self_shape, other_shape): one-way pairs, reversed ones (self would have to grow),
+    and incompatible ones; an in-place op must accept exactly the first kind."""
+    return st.one_of(
+        one_way_pairs(**kw).map(lambda p: (p[1], p[0])),
+        one_way_pairs(**kw),
+        broadcastable_shapes(2, **kw),
+        incompatible_shapes(2),
+    )
+
+
+@st.composite
+def expand_sizes(draw, shape, *, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
+    """Arguments for ``Tensor.expand(*sizes)`` against `shape`: usually valid (leading new
+    dims, 1s stretched, -1 to keep a size), sometimes not (a non-1 size changed, -1 in a
+    new dimension, fewer sizes than dims)."""
+    lead = draw(st.lists(st.integers(0, max_side), max_size=max(0, 3 - len(shape) // 3)))
+    sizes = list(lead)
+    for s in shape:
+        if s == 1:
+            sizes.append(draw(st.sampled_from([1, -1]) | st.integers(0, max_side)))
+        else:
+            sizes.append(draw(st.sampled_from([s, -1])))
+    if draw(st.integers(0, 4)) == 0 and sizes:  # break it
+        k = draw(st.integers(0, len(sizes) - 1))
+        sizes[k] = draw(st.sampled_from([-1, 0, 2, 3, max_side]))
+    if draw(st.integers(0, 9)) == 0 and shape:
+        sizes = sizes[1:]
+    budget = math.prod(max(s, 1) for s in sizes) * math.prod(max(s, 1) for s in shape)
+    if budget > max_elements * max_elements:
+        sizes = [min(abs(s), 2) if s != -1 else -1 for s in sizes]
+    return tuple(sizes)

@@ -1,0 +1,183 @@
+"""Dtypes, elements, fill values and logits.
+
+Every value is a Python scalar exactly representable in its dtype, so the oracle and the
+backend start from the same numbers.  bfloat16 has no native Hypothesis strategy: float32
+draws are rounded to it with the oracle's own rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from conformance import rules
+from conformance.tensors import TensorSpec, py_literal
+
+FLOATS = rules.FLOAT_DTYPES
+ALL = rules.DTYPES
+_WIDTH = {"float16": 16, "float32": 32, "float64": 64, "bfloat16": 32}
+
+
+def dtypes(names=ALL):
+    """One of the dtype names in `names` (strings; see `conformance.rules.DTYPES`)."""
+    bad = set(names) - set(ALL)
+    if bad:
+        raise InvalidArgument(f"unknown dtypes {sorted(bad)}; choose from {ALL}")
+    return st.sampled_from(tuple(names))
+
+
+def elements(dtype, *, allow_nan=False, allow_infinity=False, min_value=None, max_value=None):
+    """Python scalars representable in `dtype` (finite by default)."""
+    if dtype == "bool":
+        return st.booleans()
+    if dtype in rules.INT_DTYPES:
+        lo, hi = rules.iinfo(dtype)
+        lo = lo if min_value is None else max(lo, math.ceil(min_value))
+        hi = hi if max_value is None else min(hi, math.floor(max_value))
+        return st.integers(lo, hi)
+    if dtype not in FLOATS:
+        raise InvalidArgument(f"unknown dtype {dtype!r}")
+    big = rules.finfo_max(dtype)
+    lo = -big if min_value is None else max(-big, min_value)
+    hi = big if max_value is None else min(big, max_value)
+    strat = st.floats(lo, hi, width=_WIDTH[dtype], allow_nan=False, allow_infinity=False)
+    if dtype == "bfloat16":
+        strat = strat.map(lambda x: rules.round_to("bfloat16", x)).filter(lambda x: lo <= x <= hi)
+    specials = []
+    if allow_nan:
+        specials.append(st.just(math.nan))
+    if allow_infinity:
+        specials.append(st.sampled_from([math.inf, -math.inf]))
+    return st.one_of(strat, *specials) if specials else strat
+
+
+@dataclass(frozen=True)
+class FillValue:
+    """A masked_fill value: a Python scalar, or a 0-d tensor of `tensor_dtype` holding it."""
+
+    value: float | int | bool
+    tensor_dtype: str | None = None
+
+    def scalar(self):
+        """The Python scalar torch reads from this value (``Tensor.item()`` for a 0-d tensor)."""
+        return self.value
+
+    def build(self, device="cpu", requires_grad=False):
+        if self.tensor_dtype is None:
+            return self.value
+        import torch
+
+        from conformance.tensors import TORCH_DTYPES
+        return torch.tensor(self.value, dtype=TORCH_DTYPES[self.tensor_dtype], device=device,
+                            requires_grad=requires_grad)
+
+    def code(self, device="cpu") -> str:
+        if self.tensor_dtype is None:
+            return py_literal(self.value)
+        dev = "" if device == "cpu" else f", device={device!r}"
+        return f"torch.tensor({py_literal(self.value)}, dtype=torch.{self.tensor_dtype}{dev})"
+
+    def describe(self) -> str:
+        if self.tensor_dtype is None:
+            return f"{py_literal(self.value)} (Python {type(self.value).__name__})"
+        return f"{py_literal(self.value)} (0-d {self.tensor_dtype} tensor)"
+
+
+def _extremes(dtype):
+    if dtype == "bool":
+        return [True, False]
+    if dtype in rules.INT_DTYPES:
+        lo, hi = rules.iinfo(dtype)
+        return [lo, hi, lo + 1, hi - 1, 0, -1]
+    big = rules.finfo_max(dtype)
+    return [big, -big, math.inf, -math.inf, math.nan, 0.0, -0.0, rules.finfo_eps(dtype)]
+
+
+def python_scalars(dtype):
+    """Python scalars to fill into a `dtype` tensor, valid or not: representable elements,
+    the dtype's extremes, +-inf, nan, arbitrary floats (many overflow), ints (ints beyond
+    2**53 only for integer targets, where they are exact) and bools."""
+    ints = st.integers(-(2**63), 2**63 - 1) if dtype in rules.INT_DTYPES else st.integers(-(2**53), 2**53)
+    pool = [*_extremes(dtype)] + [v for d in ALL if d != dtype for v in _extremes(d)]
+    return st.one_of(
+        elements(dtype, allow_nan=True, allow_infinity=True),
+        st.sampled_from(pool),
+        # float(2**63) converts to int64 with undefined behaviour in C++: not a rule to test
+        st.floats().filter(lambda x: abs(x) != 2.0**63),
+        ints,
+        st.booleans(),
+    )
+
+
+@st.composite
+def fill_values(draw, dtype, *, tensors=True):
+    """A `FillValue` for a `dtype` tensor: a Python scalar (see `python_scalars`) or, when
+    `tensors`, a 0-d tensor of any dtype holding one of its own elements or extremes."""
+    if tensors and draw(st.booleans()):
+        vdtype = draw(dtypes())
+        value = draw(elements(vdtype, allow_nan=True, allow_infinity=True)
+                     | st.sampled_from(_extremes(vdtype)))
+        return FillValue(value, vdtype)
+    return FillValue(draw(python_scalars(dtype)))
+
+
+# --------------------------------------------------------------------------- logits
+
+# Rows at least this wide are generated with a seeded NumPy generator (Hypothesis draws
+# the seed, scale and offset): drawing thousands of floats one by one is slow and no
+# better at finding softmax bugs.
+WIDE = 128
+
+
+def logit_widths(*, wide=True):
+    """Softmax row widths: mostly small, and (when `wide`) some past 1024, powers of two or not."""
+    small = st.integers(1, 16)
+    if not wide:
+        return small
+    return st.one_of(small, small, st.integers(17, 200),
+                     st.sampled_from([1025, 1031, 1536, 2047, 2048, 2049, 3000, 4096]))
+
+
+@st.composite
+def logits(draw, shape, dtype, *, kind=None):
+    """A float `TensorSpec` of logits: "ordinary" (normal, scale up to 30), "extreme" (half
+    to all of the dtype's largest magnitude, both signs) or "grid" (multiples of 1/4,
+    exact under shifts; see `shift_range`)."""
+    kind = kind or draw(st.sampled_from(["ordinary", "ordinary", "extreme", "grid"]))
+    shape = tuple(shape)
+    n = rules.numel(shape)
+    big = rules.finfo_max(dtype)
+    if n >= WIDE:
+        import numpy as np
+
+        seed = draw(st.integers(0, 2**32 - 1))
+        if kind == "extreme":
+            src = (f"(np.random.default_rng({seed}).uniform(0.5, 1.0, {n}) * {big!r} * "
+                   f"np.random.default_rng({seed + 1}).choice([-1.0, 1.0], {n}))")
+        elif kind == "grid":
+            src = f"(np.random.default_rng({seed}).integers(-64, 65, {n}) / 4.0)"
+        else:
+            scale = draw(st.floats(0.1, 30.0))
+            src = f"(np.random.default_rng({seed}).standard_normal({n}) * {scale!r})"
+        src = f"{src}.astype(np.float32)" if dtype != "float64" else src
+        raw = eval(src, {"np": np})  # noqa: S307 - our own expression, kept for the repro
+        values = tuple(rules.round_to(dtype, float(x)) for x in raw.tolist())
+        return TensorSpec(shape, dtype, values, rules.contiguous_strides(shape), 0, values,
+                          numpy_source=src)
+    if kind == "extreme":
+        elem = elements(dtype, min_value=big / 2) | elements(dtype, max_value=-big / 2)
+    elif kind == "grid":
+        elem = st.integers(-64, 64).map(lambda k: k / 4)
+    else:
+        elem = elements(dtype, min_value=-30, max_value=30)
+    vals = draw(st.lists(elem, min_size=n, max_size=n))
+    return TensorSpec.contiguous(shape, dtype, [rules.round_to(dtype, v) for v in vals])
+
+
+def shift_range(dtype) -> int:
+    """The largest |c| such that grid logits (k/4, |k| <= 64) shifted by an integer c stay
+    exact in `dtype`: |k + 4c| < 2**significand_bits."""
+    return min(2 ** rules.significand_bits(dtype) // 4 - 16, 2**20)
