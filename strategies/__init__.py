@@ -26,5 +26,6 @@ from strategies.masks import (  # noqa: F401
     attention_masks,
     bool_masks,
     keep_masks,
+    masked_fill_args,
     non_bool_masks,
 )

@@ -84,3 +84,25 @@ def attention_masks(draw, *, max_batch=3, max_heads=3, max_len=8, min_len=1):
     lengths = tuple(draw(st.lists(st.integers(1, t), min_size=b, max_size=b)))
     kind = draw(st.sampled_from(["padding", "causal", "both"]))
     return b, h, t, lengths, kind
+
+
+@st.composite
+def masked_fill_args(draw, *, one_way=None, dtype_names=None, self_kinds=KINDS, fills=None):
+    """(self, mask, fill) for masked_fill: self a `TensorSpec` of any dtype (nan/inf included)
+    in a layout from `self_kinds`, a bool mask whose shape broadcasts with self's (only
+    one-way onto self when `one_way`), and a `FillValue` (valid or not for the dtype)."""
+    from strategies.shapes import broadcastable_shapes, one_way_pairs
+    from strategies.values import dtypes, elements, fill_values
+
+    dtype = draw(dtypes(dtype_names or rules.DTYPES))
+    if one_way is None:
+        one_way = draw(st.booleans())
+    if one_way:
+        mask_shape, self_shape = draw(one_way_pairs())
+    else:
+        self_shape, mask_shape = draw(broadcastable_shapes(2))
+    x = draw(tensors(self_shape, dtype, kinds=self_kinds,
+                     elements=elements(dtype, allow_nan=True, allow_infinity=True)))
+    mask = draw(bool_masks(mask_shape))
+    fill = draw(fills(dtype) if fills else fill_values(dtype))
+    return x, mask, fill

@@ -1,0 +1,145 @@
+"""Autograd through masked_fill and masked_fill_.
+
+d(masked_fill(x, m, v))/dx passes the gradient where m is False and blocks it where m is
+True; d/dv (a 0-d tensor) sums the gradient over the masked positions; in-place fills
+respect autograd's leaf and version rules.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import given, strategies as st
+
+from conformance import rules
+from conformance.failures import Case, attempt
+from conformance.tensors import TensorSpec, read
+from strategies import broadcastable_shapes, one_way_pairs
+from strategies.layouts import WRITABLE, tensors
+from strategies.masks import bool_masks
+from strategies.values import elements
+
+GRAD_DTYPES = ("float32", "float64")
+
+
+@st.composite
+def grad_args(draw, one_way=False):
+    dtype = draw(st.sampled_from(GRAD_DTYPES))
+    if one_way:
+        mask_shape, shape = draw(one_way_pairs(max_dims=4))
+    else:
+        shape, mask_shape = draw(broadcastable_shapes(2, max_dims=4))
+    x = draw(tensors(shape, dtype, kinds=WRITABLE, elements=elements(dtype, min_value=-100, max_value=100)))
+    mask = draw(bool_masks(mask_shape))
+    out_shape = rules.broadcast_shapes(shape, mask_shape)
+    g = draw(tensors(out_shape, dtype, kinds=("contiguous",),
+                     elements=st.integers(-8, 8).map(float)))
+    value = draw(st.integers(-8, 8).map(float))
+    return x, mask, g, value
+
+
+def _reduce_to(values, out_shape, shape):
+    """Sum a gradient of out_shape down to shape (the adjoint of broadcasting)."""
+    sums = [[] for _ in range(rules.numel(shape))]
+    strides = rules.contiguous_strides(shape)
+    for idx, v in zip(rules.ndindex(out_shape), values):
+        src = rules.source_index(idx, shape)
+        sums[sum(i * s for i, s in zip(src, strides))].append(v)
+    return [math.fsum(s) for s in sums]
+
+
+def _case(rule, device, x, mask, g, value, op="masked_fill"):
+    case = Case(rule, device).tensor("x", x).tensor("mask", mask).tensor("grad", g)
+    return case.run("x.requires_grad_(True)",
+                    f"v = torch.tensor({value!r}, dtype=x.dtype, requires_grad=True)",
+                    f"x.{op}(mask, v).backward(grad)" if op == "masked_fill" else
+                    f"x.clone().{op}(mask, v).backward(grad)",
+                    "print(x.grad, v.grad)")
+
+
+@given(args=grad_args())
+def test_masked_fill_grad_wrt_self_is_zero_where_masked(device, args):
+    """The gradient of masked_fill w.r.t. self is grad_out where the mask is False and 0 where it
+    is True, summed over the dimensions broadcasting added or stretched."""
+    x, mask, g, value = args
+    case = _case("d masked_fill / d self: pass where the mask is False, block where it is True",
+                 device, x, mask, g, value)
+    t = x.build(device, requires_grad=True)
+    out_shape = g.shape
+    t.masked_fill(mask.build(device), value).backward(g.build(device))
+    mb = rules.broadcast_values(mask.values, mask.shape, out_shape)
+    want = _reduce_to([0.0 if m else gv for gv, m in zip(g.values, mb)], out_shape, x.shape)
+    case.check_values(read(t.grad), want, x.shape, what="wrong gradient w.r.t. self")
+
+
+@given(args=grad_args())
+def test_masked_fill_grad_wrt_value_is_sum_over_masked(device, args):
+    """The gradient w.r.t. a 0-d value tensor is the sum of grad_out over the masked positions
+    of the broadcast result."""
+    x, mask, g, value = args
+    case = _case("d masked_fill / d value = sum of grad_out where the mask is True", device,
+                 x, mask, g, value)
+    v = torch.tensor(value, dtype=x.build().dtype, device=device, requires_grad=True)
+    x.build(device).masked_fill(mask.build(device), v).backward(g.build(device))
+    mb = rules.broadcast_values(mask.values, mask.shape, g.shape)
+    want = math.fsum(gv for gv, m in zip(g.values, mb) if m)
+    if v.grad is None or not math.isclose(v.grad.item(), want, rel_tol=1e-6, abs_tol=1e-6):
+        case.fail("wrong gradient w.r.t. the value", expected=want,
+                  actual=None if v.grad is None else v.grad.item())
+
+
+@given(args=grad_args(one_way=True))
+def test_masked_fill_inplace_on_leaf_requiring_grad_raises(device, args):
+    """masked_fill_ on a leaf that requires grad raises (autograd cannot rewrite a leaf's history)
+    and leaves it unchanged."""
+    x, mask, g, value = args
+    case = Case("in-place ops on a leaf that requires grad raise", device).tensor("x", x).tensor("mask", mask)
+    case.run("x.requires_grad_(True)", f"x.masked_fill_(mask, {value!r})")
+    t = x.build(device, requires_grad=True)
+    _, err = attempt(lambda: t.masked_fill_(mask.build(device), value))
+    if err is None:
+        case.fail("masked_fill_ modified a leaf that requires grad", expected="RuntimeError",
+                  actual="no error")
+    if read(t) != list(x.values):
+        case.fail("the refused call changed the leaf")
+
+
+@given(args=grad_args(one_way=True))
+def test_masked_fill_inplace_on_non_leaf_has_correct_grad(device, args):
+    """masked_fill_ on a non-leaf (x * 1) works and gives the same gradients as masked_fill:
+    grad_out where unmasked, 0 where masked; the value tensor gets the masked sum."""
+    x, mask, g, value = args
+    case = _case("masked_fill_ on a non-leaf is differentiable like masked_fill", device,
+                 x, mask, g, value, op="masked_fill_")
+    t = x.build(device, requires_grad=True)
+    v = torch.tensor(value, dtype=t.dtype, device=device, requires_grad=True)
+    y = t * 1
+    y.masked_fill_(mask.build(device), v)
+    y.backward(g.build(device))
+    mb = rules.broadcast_values(mask.values, mask.shape, x.shape)
+    want = [0.0 if m else gv for gv, m in zip(g.values, mb)]
+    case.check_values(read(t.grad), want, x.shape, what="wrong gradient through masked_fill_")
+    vwant = math.fsum(gv for gv, m in zip(g.values, mb) if m)
+    if v.grad is None or not math.isclose(v.grad.item(), vwant, abs_tol=1e-6):
+        case.fail("wrong gradient w.r.t. the value", expected=vwant,
+                  actual=None if v.grad is None else v.grad.item())
+
+
+@given(args=grad_args(one_way=True))
+def test_inplace_fill_of_saved_tensor_makes_backward_raise(device, args):
+    """Filling in place a tensor that autograd saved for backward (y in y * y) makes backward
+    raise instead of silently using the new values."""
+    x, mask, g, value = args
+    case = Case("modifying a saved tensor in place invalidates the graph", device)
+    case.tensor("x", x).tensor("mask", mask).run(
+        "x.requires_grad_(True)", "y = x * 1", "z = y * y", f"y.masked_fill_(mask, {value!r})",
+        "z.sum().backward()  # must raise")
+    t = x.build(device, requires_grad=True)
+    y = t * 1
+    z = y * y
+    y.masked_fill_(mask.build(device), value)
+    _, err = attempt(lambda: z.sum().backward())
+    if err is None:
+        case.fail("backward used a tensor modified in place after it was saved",
+                  expected="RuntimeError (... modified by an inplace operation)", actual="no error")

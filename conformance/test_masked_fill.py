@@ -1,0 +1,260 @@
+"""masked_fill (out-of-place) and masked_fill_ (in-place).
+
+The out-of-place op broadcasts self and mask together and never touches its input; the
+in-place op returns self, keeps its storage, advances the version counter, never
+broadcasts self, and agrees with the out-of-place op on every valid input.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from hypothesis import given, strategies as st
+
+from conformance import rules
+from conformance.failures import Case, attempt, show
+from conformance.tensors import layout_of, read
+from strategies import inplace_shape_pairs, masked_fill_args
+from strategies.layouts import WRITABLE, tensors
+from strategies.masks import bool_masks
+from strategies.values import FillValue, dtypes, elements, python_scalars
+
+
+def describe(rule, device, x, mask, fill, op="masked_fill"):
+    case = Case(rule, device).tensor("x", x).tensor("mask", mask)
+    case.value("value", fill.describe(), fill.code(device))
+    return case.run(f"out = x.{op}(mask, value)", "print(out)")
+
+
+def expected_fill(x, mask, fill, *, inplace=False):
+    """(shape, values, error) the oracle gives for ``x.masked_fill(mask, fill)``."""
+    try:
+        value = rules.cast_scalar(fill.scalar(), x.dtype)
+        shape, values = rules.masked_fill(x.values, x.shape, mask.values, mask.shape, value)
+    except (rules.ConversionError, rules.BroadcastError) as e:
+        return None, None, e
+    if inplace and shape != x.shape:
+        return None, None, rules.BroadcastError(
+            f"in-place: mask {mask.shape} would broadcast self {x.shape} to {shape}")
+    return shape, values, None
+
+
+def same(a, b) -> bool:
+    return len(a) == len(b) and all(rules.same_value(p, q) for p, q in zip(a, b))
+
+
+def check_untouched(case, spec, t, base, version, what):
+    if layout_of(t)[:3] != (spec.shape, spec.strides, spec.offset):
+        case.fail(f"{what} changed self's shape, strides or offset",
+                  expected=(spec.shape, spec.strides, spec.offset), actual=layout_of(t)[:3])
+    if not same(read(base), spec.storage):
+        case.fail(f"{what} changed self's memory", expected=show(spec.storage, (len(spec.storage),)),
+                  actual=show(read(base), (len(spec.storage),)))
+    if t._version != version:
+        case.fail(f"{what} advanced self's version counter", expected=version, actual=t._version)
+
+
+# --------------------------------------------------------------------------- out of place
+
+
+@given(args=masked_fill_args())
+def test_masked_fill_matches_oracle(device, args):
+    """x.masked_fill(mask, v) has shape broadcast(x, mask), holds v (cast to x's dtype) where
+    the broadcast mask is True and x elsewhere, and raises exactly when v doesn't fit the dtype."""
+    x, mask, fill = args
+    case = describe("masked_fill: result shape broadcast(self, mask); value where mask is True", device,
+                    x, mask, fill)
+    shape, want, err = expected_fill(x, mask, fill)
+    out, terr = attempt(lambda: x.build(device).masked_fill(mask.build(device), fill.build(device)))
+    if case.check_outcome(err, terr):
+        return
+    if tuple(out.shape) != shape:
+        case.fail("wrong result shape (masked_fill broadcasts self and mask together)",
+                  expected=shape, actual=tuple(out.shape))
+    if out.dtype != x.build().dtype:
+        case.fail("the result changed dtype", expected=x.dtype, actual=out.dtype)
+    case.check_values(read(out), want, shape)
+
+
+@given(args=masked_fill_args())
+def test_masked_fill_leaves_input_untouched(device, args):
+    """The out-of-place masked_fill leaves self bit-identical: values, shape, strides, offset,
+    every byte of its storage and its version counter."""
+    x, mask, fill = args
+    case = describe("masked_fill (out-of-place) never modifies its input", device, x, mask, fill)
+    case.run("print(x)  # must be unchanged")
+    t, base = x.build_with_base(device)
+    version = t._version
+    attempt(lambda: t.masked_fill(mask.build(device), fill.build(device)))
+    check_untouched(case, x, t, base, version, "masked_fill")
+
+
+@given(args=masked_fill_args(fills=lambda dt: elements(dt).map(FillValue)))
+def test_masked_fill_result_does_not_share_storage(device, args):
+    """The out-of-place result owns new memory: it never aliases self, even when nothing is masked."""
+    x, mask, fill = args
+    case = describe("masked_fill returns a new tensor that does not share storage with self", device,
+                    x, mask, fill)
+    case.run("print(out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr())")
+    t = x.build(device)
+    out = t.masked_fill(mask.build(device), fill.build(device))
+    if out is t or (out.numel() and t.numel()
+                    and out.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()):
+        case.fail("the result aliases self's storage", expected="new storage", actual="self's storage")
+
+
+# --------------------------------------------------------------------------- in place
+
+
+@given(args=masked_fill_args(one_way=True, self_kinds=WRITABLE,
+                             fills=lambda dt: elements(dt, allow_nan=True, allow_infinity=True)
+                             .map(FillValue)))
+def test_masked_fill_inplace_returns_self(device, args):
+    """x.masked_fill_(mask, v) returns x itself: the same object, storage, shape and strides."""
+    x, mask, fill = args
+    case = describe("masked_fill_ returns self (same object, same storage)", device, x, mask, fill,
+                    op="masked_fill_")
+    case.run("print(out is x)")
+    t = x.build(device)
+    before, ptr = layout_of(t), t.untyped_storage().data_ptr()
+    out = t.masked_fill_(mask.build(device), fill.build(device))
+    if out is not t:
+        case.fail("masked_fill_ returned a different tensor object", expected="self", actual="a new tensor")
+    if layout_of(t) != before or t.untyped_storage().data_ptr() != ptr:
+        case.fail("masked_fill_ moved self to other memory or changed its layout",
+                  expected=before, actual=layout_of(t))
+
+
+@given(args=masked_fill_args(one_way=True, self_kinds=WRITABLE))
+def test_masked_fill_inplace_matches_oracle(device, args):
+    """After x.masked_fill_(mask, v), x holds v (cast to its dtype) where the mask broadcast to
+    x's shape is True and its old values elsewhere; an unrepresentable v raises."""
+    x, mask, fill = args
+    case = describe("masked_fill_ writes the value where the mask is True", device, x, mask, fill,
+                    op="masked_fill_")
+    _, want, err = expected_fill(x, mask, fill, inplace=True)
+    t = x.build(device)
+    _, terr = attempt(lambda: t.masked_fill_(mask.build(device), fill.build(device)))
+    if case.check_outcome(err, terr):
+        return
+    case.check_values(read(t), want, x.shape)
+
+
+@given(args=masked_fill_args(one_way=True, self_kinds=WRITABLE,
+                             fills=lambda dt: elements(dt).map(FillValue)))
+def test_masked_fill_inplace_advances_version_counter(device, args):
+    """Every successful masked_fill_ advances self's version counter (autograd relies on it),
+    even when the mask selects nothing."""
+    x, mask, fill = args
+    case = describe("masked_fill_ advances the version counter", device, x, mask, fill, op="masked_fill_")
+    case.run("print(x._version)")
+    t = x.build(device)
+    before = t._version
+    t.masked_fill_(mask.build(device), fill.build(device))
+    if t._version <= before:
+        case.fail("the version counter did not advance", expected=f"> {before}", actual=t._version)
+
+
+@given(data=st.data())
+def test_masked_fill_inplace_requires_one_way_broadcast(device, data):
+    """masked_fill_ accepts a mask only if it broadcasts one-way to self's shape; otherwise it
+    raises and self is unchanged."""
+    self_shape, mask_shape = data.draw(inplace_shape_pairs(), label="(self, mask) shapes")
+    dtype = data.draw(dtypes(), label="dtype")
+    x = data.draw(tensors(self_shape, dtype, kinds=WRITABLE), label="x")
+    mask = data.draw(bool_masks(mask_shape), label="mask")
+    fill = FillValue(data.draw(elements(dtype), label="value"))
+    case = describe("masked_fill_ never broadcasts self: the mask must broadcast one-way to self",
+                    device, x, mask, fill, op="masked_fill_")
+    _, want, err = expected_fill(x, mask, fill, inplace=True)
+    t, base = x.build_with_base(device)
+    version = t._version
+    _, terr = attempt(lambda: t.masked_fill_(mask.build(device), fill.build(device)))
+    if case.check_outcome(err, terr):
+        check_untouched(case, x, t, base, version, "a refused masked_fill_")
+        return
+    case.check_values(read(t), want, x.shape)
+
+
+@given(args=masked_fill_args(one_way=True, self_kinds=("strided", "offset", "permuted"),
+                             fills=lambda dt: elements(dt, allow_nan=True, allow_infinity=True)
+                             .map(FillValue)))
+def test_masked_fill_inplace_through_view_reaches_base(device, args):
+    """masked_fill_ on a view writes through to the base tensor at exactly the view's
+    positions; storage outside the view is untouched."""
+    x, mask, fill = args
+    case = describe("writing through a view reaches its base, and only the viewed elements", device,
+                    x, mask, fill, op="masked_fill_")
+    case.run("print(x._base)")
+    t, base = x.build_with_base(device)
+    t.masked_fill_(mask.build(device), fill.build(device))
+    value = rules.cast_scalar(fill.scalar(), x.dtype)
+    mask_b = rules.broadcast_values(mask.values, mask.shape, x.shape)
+    want = list(x.storage)
+    for pos, m in zip(x.storage_positions(), mask_b):
+        if m:
+            want[pos] = value
+    case.check_values(read(base), want, (len(want),), what="the base storage is wrong after the write")
+
+
+@given(args=masked_fill_args(one_way=True))
+def test_masked_fill_inplace_and_out_of_place_agree(device, args):
+    """For a mask that broadcasts one-way to self, x.clone().masked_fill_(m, v) and
+    x.masked_fill(m, v) give the same values and raise on the same inputs, in every layout."""
+    x, mask, fill = args
+    case = describe("masked_fill_ and masked_fill agree on every valid input", device, x, mask, fill)
+    case.run("out_ = x.clone().masked_fill_(mask, value)", "print(out, out_)")
+    m, v = mask.build(device), fill.build(device)
+    out, err = attempt(lambda: x.build(device).masked_fill(m, v))
+    t = x.build(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # expanded self only warns: see the known deviation
+        _, terr = attempt(lambda: t.masked_fill_(m, v))
+    if (err is None) != (terr is None):
+        case.fail("one variant raised and the other did not",
+                  expected=f"masked_fill: {err or 'ok'}", actual=f"masked_fill_: {terr or 'ok'}")
+    if err is None and "expanded" not in x.layout:
+        case.check_values(read(t), read(out), x.shape, what="in-place and out-of-place results differ")
+
+
+@given(data=st.data())
+def test_masked_fill_tensor_value_equals_python_scalar(device, data):
+    """A 0-d tensor value gives the same result as the Python scalar it holds, and raises where
+    that scalar raises."""
+    x, mask, _ = data.draw(masked_fill_args(one_way=True, self_kinds=WRITABLE), label="x, mask")
+    vdtype = data.draw(dtypes(), label="value dtype")
+    value = data.draw(elements(vdtype, allow_nan=True, allow_infinity=True), label="value")
+    as_tensor, as_scalar = FillValue(value, vdtype), FillValue(value)
+    case = describe("a 0-d tensor value acts like the equal Python scalar", device, x, mask, as_tensor)
+    case.run(f"print(out, x.masked_fill(mask, {as_scalar.code()}))")
+    for op in ("masked_fill", "masked_fill_"):
+        outs = []
+        for fill in (as_tensor, as_scalar):
+            t = x.build(device)
+            r, e = attempt(lambda: getattr(t, op)(mask.build(device), fill.build(device)))
+            outs.append(("raised", type(e).__name__) if e else ("ok", read(r)))
+        if outs[0][0] != outs[1][0] or (outs[0][0] == "ok" and not same(outs[0][1], outs[1][1])):
+            case.fail(f"{op}: the tensor value and the Python scalar disagree",
+                      expected=f"as with the Python scalar: {outs[1]}", actual=f"with the tensor: {outs[0]}")
+
+
+@given(data=st.data())
+def test_masked_fill_inplace_refuses_expanded_self(device, data):
+    """masked_fill_ on an expanded (zero-stride) self raises: several elements share one memory
+    location, and in-place ops refuse such tensors (add_ does)."""
+    x, mask, fill = data.draw(masked_fill_args(
+        one_way=True, self_kinds=("expanded",), fills=lambda dt: elements(dt).map(FillValue)))
+    if not any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape)):
+        x = data.draw(tensors((2, *x.shape), x.dtype, kinds=("expanded",)).filter(
+            lambda s: any(st == 0 and n > 1 for st, n in zip(s.strides, s.shape))), label="expanded x")
+    case = describe("in-place ops refuse self-overlapping (expanded) tensors", device, x, mask, fill,
+                    op="masked_fill_")
+    t = x.build(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, terr = attempt(lambda: t.masked_fill_(mask.build(device), fill.build(device)))
+    if terr is None:
+        said = "; ".join(str(w.message)[:80] for w in caught) or "nothing"
+        case.fail("masked_fill_ wrote into an expanded tensor instead of raising",
+                  expected="RuntimeError (as x.add_(1) raises)", actual=f"no error; warned: {said}")

@@ -1,0 +1,80 @@
+"""masked_fill's error paths and dtype rules: non-bool masks, value tensors with dims, and
+values that do or do not fit the dtype (float into int truncates; nan and +-inf fit the
+float dtypes; out-of-range values, nan and inf into ints raise)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from conformance import rules
+from conformance.failures import Case, attempt
+from conformance.tensors import TensorSpec, read
+from strategies import array_shapes, dtypes, elements, non_bool_masks, tensors
+from strategies.values import FillValue, fill_values
+
+OPS = ("masked_fill", "masked_fill_")
+
+
+@pytest.mark.parametrize("op", OPS)
+@given(data=st.data())
+def test_masked_fill_rejects_non_bool_masks(device, op, data):
+    """A mask of any dtype but bool (uint8 legacy masks included) raises, and self is unchanged."""
+    shape = data.draw(array_shapes(max_dims=4), label="shape")
+    dtype = data.draw(dtypes(), label="dtype")
+    x = data.draw(tensors(shape, dtype), label="x")
+    mask = data.draw(non_bool_masks(shape), label="mask")
+    case = Case("masked_fill takes bool masks only", device).tensor("x", x).tensor("mask", mask)
+    case.run(f"x.{op}(mask, 0)")
+    t = x.build(device)
+    _, err = attempt(lambda: getattr(t, op)(mask.build(device), 0))
+    if err is None:
+        case.fail(f"{op} accepted a {mask.dtype} mask", expected="RuntimeError", actual="no error")
+    if read(t) != list(x.values) and any(not rules.same_value(a, b) for a, b in zip(read(t), x.values)):
+        case.fail("a refused call changed self")
+
+
+@pytest.mark.parametrize("op", OPS)
+@given(data=st.data())
+def test_masked_fill_rejects_value_tensors_with_dims(device, op, data):
+    """The value must be a Python scalar or a 0-d tensor; a tensor with dim > 0 raises,
+    even with a single element."""
+    shape = data.draw(array_shapes(max_dims=4), label="shape")
+    dtype = data.draw(dtypes(), label="dtype")
+    x = data.draw(tensors(shape, dtype), label="x")
+    vshape = data.draw(array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3), label="value shape")
+    value = data.draw(tensors(vshape, dtype), label="value")
+    case = Case("masked_fill's value is a scalar or a 0-d tensor", device)
+    case.tensor("x", x).tensor("value", value).run(f"x.{op}(torch.ones_like(x, dtype=torch.bool), value)")
+    t = x.build(device)
+    mask = TensorSpec.contiguous(shape, "bool", [True] * rules.numel(shape)).build(device)
+    _, err = attempt(lambda: getattr(t, op)(mask, value.build(device)))
+    if err is None:
+        case.fail(f"{op} accepted a value tensor of shape {vshape}", expected="RuntimeError",
+                  actual="no error")
+
+
+@pytest.mark.parametrize("op", OPS)
+@given(data=st.data())
+def test_masked_fill_value_conversion_follows_cast_rules(device, op, data):
+    """The value is converted to self's dtype as c10 converts scalars: bool takes truthiness,
+    ints truncate floats toward zero, floats round (half types via float32) and keep nan/inf;
+    a value outside the dtype's range, or nan/inf into an int, raises."""
+    dtype = data.draw(dtypes(), label="dtype")
+    shape = data.draw(array_shapes(max_dims=2, min_side=1, max_side=3), label="shape")
+    x = data.draw(tensors(shape, dtype, kinds=("contiguous",)), label="x")
+    fill = data.draw(fill_values(dtype), label="value")
+    case = Case("fill values convert like c10 scalars; unrepresentable values raise", device)
+    case.tensor("x", x).value("value", fill.describe(), fill.code(device))
+    case.run(f"print(x.{op}(torch.ones_like(x, dtype=torch.bool), value))")
+    try:
+        want, err = rules.cast_scalar(fill.scalar(), dtype), None
+    except rules.ConversionError as e:
+        want, err = None, e
+    t = x.build(device)
+    mask = TensorSpec.contiguous(shape, "bool", [True] * rules.numel(shape)).build(device)
+    out, terr = attempt(lambda: getattr(t, op)(mask, fill.build(device)))
+    if case.check_outcome(err, terr):
+        return
+    case.check_values(read(out), [want] * rules.numel(shape), shape,
+                      what=f"{fill.describe()} was stored wrongly in {dtype}")
