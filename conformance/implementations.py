@@ -1,0 +1,105 @@
+"""The masking idioms people use for attention, as masked-softmax implementations.
+
+Each takes logits, a bool *keep* mask (True = may be attended, the suite's one
+convention) and a dim, and returns probabilities.  Each states its documented policy for
+fully masked rows and the domain it is correct on; the properties assert both.
+
+Conventions differ between the APIs, which is why the adapters exist:
+``masked_fill(~keep, -inf)`` fills where its mask is True; ``torch.masked.softmax`` and
+``scaled_dot_product_attention`` take True = keep; ``nn.MultiheadAttention`` takes
+True = ignore (see test_attention_scenarios.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+FLOATS = ("float16", "bfloat16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class MaskedSoftmax:
+    name: str
+    idiom: str                     # the user code, for messages and the README
+    call: Callable                 # (logits, keep, dim) -> probabilities
+    fully_masked: str              # "nan", "zeros" or "biased" (softmax of x + finfo.min)
+    policy_source: str             # where that policy is stated
+    any_dim: bool = True           # normalises along any dim (else the last)
+    masked_values: str = "any"     # "any": masked logits may be +-inf/nan; "finite": must be finite
+    extreme: bool = True           # correct for logits near the dtype's largest finite value
+
+    def __call__(self, logits, keep, dim=-1):
+        return self.call(logits, keep, dim)
+
+    def code(self, dim: int, x: str = "x", keep: str = "keep") -> str:
+        """The idiom as user code; SDPA's needs ``F`` and ``I = torch.eye(width)`` (see `setup`)."""
+        return self.idiom.format(dim=dim, x=x, keep=keep)
+
+    def setup(self, width: int) -> list[str]:
+        if self.name != "sdpa":
+            return []
+        return ["import torch.nn.functional as F",
+                f"I = torch.eye({width}, dtype=x.dtype, device=x.device)"]
+
+
+def _fill(x, keep, dim):
+    return x.masked_fill(~keep, float("-inf")).softmax(dim)
+
+
+def _masked(x, keep, dim):
+    return torch.masked.softmax(x, dim, mask=keep)
+
+
+def _additive_inf(x, keep, dim):
+    bias = torch.zeros_like(x).masked_fill(~keep, float("-inf"))
+    return (x + bias).softmax(dim)
+
+
+def _additive_min(x, keep, dim):
+    return (x + (~keep).to(x.dtype) * torch.finfo(x.dtype).min).softmax(dim)
+
+
+def _sdpa(x, keep, dim):
+    """Attention weights from SDPA with q = logits, k = v = I and scale 1: scores = q @ I = q
+    exactly, and weights @ I = weights, so the output *is* the masked softmax."""
+    s = x.shape[-1]
+    eye = torch.eye(s, dtype=x.dtype, device=x.device)
+    q = x.reshape(1, -1, s)
+    out = F.scaled_dot_product_attention(q, eye[None], eye[None], attn_mask=keep.reshape(1, -1, s),
+                                         scale=1.0)
+    return out.reshape(x.shape)
+
+
+IMPLEMENTATIONS = {
+    impl.name: impl for impl in [
+        MaskedSoftmax(
+            "fill_neg_inf", "{x}.masked_fill(~{keep}, float('-inf')).softmax(dim={dim})", _fill,
+            fully_masked="nan", policy_source="IEEE: exp(-inf - (-inf)) is nan; softmax docs"),
+        MaskedSoftmax(
+            "torch_masked", "torch.masked.softmax({x}, {dim}, mask={keep})", _masked,
+            fully_masked="nan", policy_source="torch.masked docs: fully masked-out rows are undefined (nan)"),
+        MaskedSoftmax(
+            "additive_neg_inf",
+            "({x} + torch.zeros_like({x}).masked_fill(~{keep}, float('-inf'))).softmax(dim={dim})",
+            _additive_inf, fully_masked="nan", policy_source="as fill_neg_inf",
+            masked_values="finite"),  # +inf or nan under a -inf bias gives nan
+        MaskedSoftmax(
+            "additive_finfo_min",
+            "({x} + (~{keep}).to({x}.dtype) * torch.finfo({x}.dtype).min).softmax(dim={dim})",
+            _additive_min, fully_masked="biased",
+            policy_source="softmax of the biased logits round(x + finfo.min): finite, except that "
+                          "in float16 x + finfo.min rounds to -inf for x <= -16, and a row of "
+                          "-inf is nan",
+            masked_values="finite", extreme=False),  # logits near finfo.max outweigh the bias
+        MaskedSoftmax(
+            "sdpa", "F.scaled_dot_product_attention({x}.reshape(1, -1, I.shape[0]), I[None], I[None], "
+                    "attn_mask={keep}.reshape(1, -1, I.shape[0]), scale=1.0).reshape({x}.shape)",
+            _sdpa, fully_masked="zeros",
+            policy_source="PyTorch 2.5 release notes: fully masked rows give 0, not nan",
+            any_dim=False, masked_values="finite"),  # 0 * inf in q @ I poisons the row
+    ]
+}

@@ -1,0 +1,283 @@
+"""Masked softmax, for every masking idiom in `conformance.implementations`.
+
+Rows with at least one kept entry sum to 1, masked entries are exactly 0, everything is
+finite and matches the oracle (float64 + fsum) within the tolerances of
+`conformance.tolerances`; fully masked rows follow each idiom's stated policy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from conformance import rules, tolerances
+from conformance.failures import Case, close_with
+from conformance.implementations import FLOATS, IMPLEMENTATIONS
+from conformance.tensors import TensorSpec, read
+from strategies import array_shapes, elements, keep_masks, logits
+from strategies.values import logit_widths, shift_range
+
+IMPLS = sorted(IMPLEMENTATIONS)
+MAX_ELEMENTS = 4096
+
+
+@st.composite
+def softmax_inputs(draw, impl, *, kind=None, patterns=None, wide=True, any_dim=False, min_dims=1):
+    """(logits, keep, dim) for `impl`: a row width (some > 1024), up to 3 other small dims,
+    the softmax dim anywhere (negative too) when `any_dim` and the idiom allows it."""
+    dtype = draw(st.sampled_from(FLOATS))
+    width = draw(logit_widths(wide=wide))
+    other = draw(array_shapes(min_dims=max(min_dims - 1, 0), max_dims=3, min_side=1, max_side=4,
+                              max_elements=max(1, MAX_ELEMENTS // width)))
+    pos = draw(st.integers(0, len(other))) if any_dim and impl.any_dim else len(other)
+    shape = (*other[:pos], width, *other[pos:])
+    dim = draw(st.sampled_from([pos, pos - len(shape)]))
+    if not any_dim:
+        dim = -1
+    kind = kind or ("ordinary" if not impl.extreme else None)
+    x = draw(logits(shape, dtype, kind=kind))
+    keep = draw(keep_masks(shape, dim, **({"patterns": patterns} if patterns else {})))
+    return x, keep, dim
+
+
+def describe(rule, device, impl, x, keep, dim):
+    case = Case(rule, device).tensor("x", x).tensor("keep", keep)
+    return case.run(*impl.setup(x.shape[-1]), f"p = {impl.code(dim)}", "print(p)")
+
+
+def run(impl, x, keep, dim, device, requires_grad=False):
+    t = x.build(device, requires_grad=requires_grad)
+    return t, impl(t, keep.build(device), dim)
+
+
+def rows(x, keep, dim):
+    """(positions, logits, keep flags, oracle probabilities or None) for each softmax row."""
+    for row in rules.rows_along(range(len(x.values)), x.shape, dim):
+        vals = [x.values[p] for p in row]
+        kp = [keep.values[p] for p in row]
+        yield row, vals, kp, rules.softmax(vals, kp)
+
+
+# --------------------------------------------------------------------------- row rules
+
+
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(data=st.data())
+def test_masked_softmax_rows_sum_to_one(device, impl_name, data):
+    """Every row with at least one kept entry sums to 1 (fsum of the outputs) within the
+    per-dtype tolerance."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl), label="logits, keep, dim")
+    case = describe("rows with any unmasked entry sum to 1", device, impl, x, keep, dim)
+    _, out = run(impl, x, keep, dim, device)
+    got = read(out)
+    for row, _, kp, want in rows(x, keep, dim):
+        if want is None:
+            continue
+        total = math.fsum(got[p] for p in row)
+        tol = tolerances.row_sum(x.dtype, len(row))
+        if not abs(total - 1.0) <= tol:
+            case.fail(f"a row sums to {total!r}, off by {abs(total - 1):.3g} > {tol:.3g}",
+                      expected=1.0, actual=total,
+                      extra=f"row at flat positions {row[:8]}..., keep {kp[:16]}...")
+
+
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(data=st.data())
+def test_masked_softmax_masked_entries_are_zero(device, impl_name, data):
+    """In every row with at least one kept entry, each masked entry is exactly 0."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl), label="logits, keep, dim")
+    case = describe("masked entries get exactly 0 probability", device, impl, x, keep, dim)
+    _, out = run(impl, x, keep, dim, device)
+    got = read(out)
+    for row, _, kp, want in rows(x, keep, dim):
+        if want is None:
+            continue
+        leaks = [(j, got[p]) for j, (p, k) in enumerate(zip(row, kp)) if not k and got[p] != 0.0]
+        if leaks:
+            case.fail(f"{len(leaks)} masked entries of a row got probability", expected="0.0",
+                      actual=", ".join(f"entry {j}: {v!r}" for j, v in leaks[:5]))
+
+
+def check_against_oracle(case, x, keep, dim, got, what="probabilities differ from the oracle"):
+    for row, _, kp, want in rows(x, keep, dim):
+        if want is None:
+            continue
+        vals = [got[p] for p in row]
+        bad = [v for v in vals if not math.isfinite(v)]
+        if bad:
+            case.fail("a row with kept entries has non-finite probabilities", expected="finite",
+                      actual=bad[:5])
+        tol = tolerances.probabilities(x.dtype, len(row))
+        case.check_values(vals, want, (len(row),), what=f"{what} ({tol})", close=close_with(tol),
+                          extra=f"row at flat positions {row[:6]}...")
+
+
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(data=st.data())
+def test_masked_softmax_matches_oracle(device, impl_name, data):
+    """Rows with a kept entry are finite and match the float64 oracle within the per-dtype
+    tolerance, for rows from 1 to 4096 wide."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl), label="logits, keep, dim")
+    case = describe("masked softmax equals the oracle's softmax over the kept entries", device,
+                    impl, x, keep, dim)
+    _, out = run(impl, x, keep, dim, device)
+    check_against_oracle(case, x, keep, dim, read(out))
+
+
+@pytest.mark.parametrize("impl_name", [n for n in IMPLS if IMPLEMENTATIONS[n].any_dim])
+@given(data=st.data())
+def test_masked_softmax_along_any_dim(device, impl_name, data):
+    """Softmax along any dim, given as a positive or negative index, normalises exactly the
+    slices along that dim."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl, any_dim=True, wide=False, min_dims=2),
+                             label="logits, keep, dim")
+    case = describe(f"softmax(dim={dim}) normalises along dim {dim}", device, impl, x, keep, dim)
+    _, out = run(impl, x, keep, dim, device)
+    check_against_oracle(case, x, keep, dim, read(out))
+
+
+@pytest.mark.parametrize("impl_name", [n for n in IMPLS if IMPLEMENTATIONS[n].extreme])
+@given(data=st.data())
+def test_masked_softmax_extreme_logits_do_not_overflow(device, impl_name, data):
+    """Logits between half and all of the dtype's largest finite value (both signs) give finite
+    probabilities that match the oracle: the max is subtracted before exp."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl, kind="extreme"), label="logits, keep, dim")
+    case = describe("extreme logits do not overflow", device, impl, x, keep, dim)
+    _, out = run(impl, x, keep, dim, device)
+    check_against_oracle(case, x, keep, dim, read(out))
+
+
+# --------------------------------------------------------------------------- invariances
+
+
+def _comparable_rows(impl, x, keep, dim):
+    """Rows whose result must be unchanged: all of them, except fully masked rows of the
+    finfo.min bias, which are a softmax of the (shifted or replaced) biased logits."""
+    for row, _, _, want in rows(x, keep, dim):
+        if want is not None or impl.fully_masked != "biased":
+            yield row
+
+
+def _compare(case, impl, x, keep, dim, got, ref, what):
+    tol = tolerances.probabilities(x.dtype, x.shape[dim])
+    for row in _comparable_rows(impl, x, keep, dim):
+        case.check_values([got[p] for p in row], [ref[p] for p in row], (len(row),), what=what,
+                          close=close_with(tol))
+
+
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(data=st.data())
+def test_masked_softmax_is_shift_invariant(device, impl_name, data):
+    """Adding the same constant to every logit changes nothing (the logits are on a grid
+    where the shift is exact in the dtype)."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl, kind="grid"), label="logits, keep, dim")
+    c = data.draw(st.integers(-shift_range(x.dtype), shift_range(x.dtype)), label="shift")
+    shifted = TensorSpec.contiguous(x.shape, x.dtype, [v + c for v in x.values])
+    case = describe("softmax(x + c) == softmax(x)", device, impl, x, keep, dim)
+    case.run(f"x2 = x + {c}", f"print(p - {impl.code(dim, x='x2')})")
+    _, out = run(impl, x, keep, dim, device)
+    _, out2 = run(impl, shifted, keep, dim, device)
+    _compare(case, impl, x, keep, dim, read(out2), read(out), f"shifting every logit by {c} changed the result")
+
+
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(data=st.data())
+def test_masked_softmax_ignores_values_at_masked_positions(device, impl_name, data):
+    """Whatever the logits at masked positions hold (any finite value, and +-inf and nan where
+    the idiom allows them; at most half the dtype's max for the finfo.min bias, which a
+    masked logit of finfo.max cancels), the result is the same."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl, kind="ordinary", wide=False), label="logits, keep, dim")
+    anything = impl.masked_values == "any"
+    big = rules.finfo_max(x.dtype) * (1 if impl.extreme else 0.5)
+    junk = elements(x.dtype, allow_nan=anything, allow_infinity=anything, min_value=-big, max_value=big) \
+        | st.sampled_from([big, -big] + ([math.inf, -math.inf, math.nan] if anything else []))
+    n_masked = sum(1 for k in keep.values if not k)
+    new = iter(data.draw(st.lists(junk, min_size=n_masked, max_size=n_masked), label="masked values"))
+    other = TensorSpec.contiguous(x.shape, x.dtype,
+                                  [v if k else rules.round_to(x.dtype, next(new)) for v, k in zip(x.values, keep.values)])
+    case = describe("values at masked positions do not matter", device, impl, x, keep, dim)
+    case.tensor("x2", other).run(f"print(p, {impl.code(dim, x='x2')})")
+    _, out = run(impl, x, keep, dim, device)
+    _, out2 = run(impl, other, keep, dim, device)
+    _compare(case, impl, x, keep, dim, read(out2), read(out), "changing masked logits changed the result")
+
+
+# --------------------------------------------------------------------------- policy and grads
+
+
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(data=st.data())
+def test_masked_softmax_fully_masked_rows_follow_policy(device, impl_name, data):
+    """A row with no kept entry follows the idiom's stated policy: all nan (-inf + softmax,
+    torch.masked.softmax), all 0 (SDPA since 2.5), or the softmax of the biased logits
+    (finfo.min bias; nan only where every biased logit overflowed to -inf)."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl, patterns=("none", "none", "random", "all")),
+                             label="logits, keep, dim")
+    case = describe(f"fully masked rows: {impl.fully_masked} ({impl.policy_source})", device,
+                    impl, x, keep, dim)
+    _, out = run(impl, x, keep, dim, device)
+    got = read(out)
+    for row, _, kp, want in rows(x, keep, dim):
+        if want is not None:
+            continue
+        vals = [got[p] for p in row]
+        if impl.fully_masked == "biased":
+            biased = [rules.round_to(x.dtype, x.values[p] - rules.finfo_max(x.dtype)) for p in row]
+            want = rules.softmax(biased, [True] * len(row))
+        if want is not None:
+            tol = tolerances.probabilities(x.dtype, len(row))
+            case.check_values(vals, want, (len(row),), close=close_with(tol),
+                              what=f"a fully masked row is not the softmax of the biased logits ({tol})")
+            continue
+        ok = {"nan": all(math.isnan(v) for v in vals), "zeros": all(v == 0.0 for v in vals),
+              "biased": all(math.isnan(v) for v in vals)}[impl.fully_masked]
+        if not ok:
+            case.fail("a fully masked row broke the idiom's policy",
+                      expected=f"{impl.fully_masked} ({impl.policy_source})",
+                      actual=vals[:8])
+
+
+@pytest.mark.parametrize("impl_name", IMPLS)
+@given(data=st.data())
+def test_masked_softmax_gradients_are_finite_and_zero_where_masked(device, impl_name, data):
+    """For rows with a kept entry, d(sum(g * p))/dx is finite everywhere, exactly 0 at masked
+    positions, and matches the oracle p * (g - sum(p * g)) at kept ones."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl, patterns=("random", "all", "one", "prefix"), wide=False),
+                             label="logits, keep, dim")
+    g = data.draw(st.lists(st.integers(-4, 4).map(float), min_size=len(x.values), max_size=len(x.values)),
+                  label="upstream gradient")
+    gspec = TensorSpec.contiguous(x.shape, x.dtype, g)
+    case = describe("gradients are finite, 0 at masked positions, and right", device, impl, x, keep, dim)
+    case.tensor("g", gspec).run("x.requires_grad_(True)", f"({impl.code(dim)} * g).sum().backward()",
+                                "print(x.grad)")
+    t, out = run(impl, x, keep, dim, device, requires_grad=True)
+    (out * gspec.build(device)).sum().backward()
+    got = read(t.grad)
+    tol = tolerances.gradient(x.dtype, x.shape[dim])
+    tol = tolerances.Tolerance(tol.atol * 8, tol.rtol)  # |g| <= 4: the error scales with it
+    for row, _, kp, p in rows(x, keep, dim):
+        if p is None:  # a random row may keep nothing; its gradient is the policy's business
+            continue
+        grads = [got[q] for q in row]
+        if not all(math.isfinite(v) for v in grads):
+            case.fail("non-finite gradient", expected="finite", actual=grads[:8])
+        masked = [v for v, k in zip(grads, kp) if not k and v != 0.0]
+        if masked:
+            case.fail("masked positions got a gradient", expected="0.0", actual=masked[:5])
+        gr = [g[q] for q in row]
+        pg = math.fsum(a * b for a, b in zip(p, gr))
+        want = [a * (b - pg) for a, b in zip(p, gr)]
+        case.check_values(grads, want, (len(row),), what=f"gradient differs from the oracle ({tol})",
+                          close=close_with(tol))
