@@ -74,14 +74,15 @@ def keep_masks(draw, shape, dim=-1, *, patterns=ROW_PATTERNS):
 
 
 @st.composite
-def attention_masks(draw, *, max_batch=3, max_heads=3, max_len=8, min_len=1):
-    """An attention scenario from the source material: (B, H, T, lengths, kind) with kind
+def attention_masks(draw, *, max_batch=3, max_heads=3, max_len=8, min_len=1, min_length=1):
+    """An attention scenario from the source material: (B, H, T, lengths, kind), lengths in
+    [min_length, T] (0 pads a whole sequence: its queries see no key), and kind
     "padding" ([B,1,1,T] keep-mask from sequence lengths), "causal" (tril(ones(T,T))
     expanded to [B,1,T,T]) or "both"."""
     b = draw(st.integers(1, max_batch))
     h = draw(st.integers(1, max_heads))
     t = draw(st.integers(min_len, max_len))
-    lengths = tuple(draw(st.lists(st.integers(1, t), min_size=b, max_size=b)))
+    lengths = tuple(draw(st.lists(st.integers(min_length, t), min_size=b, max_size=b)))
     kind = draw(st.sampled_from(["padding", "causal", "both"]))
     return b, h, t, lengths, kind
 

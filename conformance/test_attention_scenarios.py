@@ -1,0 +1,181 @@
+"""The attention situations of the source material, checked against the oracle.
+
+Masks are built the way tutorial code builds them (``torch.ones(B, T) > 0`` then
+``unsqueeze``; ``torch.tril(torch.ones(T, T)).expand(B, 1, T, T)``); the expected keep
+pattern is computed in pure Python: a padding mask keeps key j of sequence b iff
+j < length[b]; a causal mask keeps key j for query i iff j <= i (diagonal included).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, strategies as st
+
+from conformance import rules, tolerances
+from conformance.failures import Case, close_with
+from conformance.tensors import TORCH_DTYPES, TensorSpec, read
+from strategies import attention_masks, elements
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def keeps(kind, b, i, j, lengths):
+    """The oracle's keep rule for query i, key j of sequence b."""
+    pad = j < lengths[b]
+    causal = j <= i
+    return {"padding": pad, "causal": causal, "both": pad and causal}[kind]
+
+
+def build_mask(kind, b, t, lengths, device):
+    """The keep-mask as the tutorials build it: padding [B,1,1,T], causal [B,1,T,T]."""
+    pad = torch.ones(b, t, device=device) > 0
+    for s, n in enumerate(lengths):
+        pad[s][n:] = False
+    pad = pad.unsqueeze(1).unsqueeze(2)
+    causal = torch.tril(torch.ones(t, t, device=device)).expand(b, 1, t, t) == 1
+    return {"padding": pad, "causal": causal, "both": pad & causal}[kind]
+
+
+MASK_CODE = {
+    "padding": ["keep = torch.ones(B, T) > 0", "for s, n in enumerate(lengths): keep[s][n:] = False",
+                "keep = keep.unsqueeze(1).unsqueeze(2)  # [B, 1, 1, T]"],
+    "causal": ["keep = torch.tril(torch.ones(T, T)).expand(B, 1, T, T) == 1"],
+}
+MASK_CODE["both"] = [*MASK_CODE["padding"], "keep = keep & (torch.tril(torch.ones(T, T)) == 1)"]
+
+
+@st.composite
+def scenarios(draw):
+    b, h, t, lengths, kind = draw(attention_masks())
+    dtype = draw(st.sampled_from(DTYPES))
+    n = b * h * t * t
+    scores = draw(st.lists(elements(dtype, min_value=-20, max_value=20), min_size=n, max_size=n))
+    return b, h, t, lengths, kind, TensorSpec.contiguous((b, h, t, t), dtype, scores)
+
+
+def expected_weights(kind, b, h, t, lengths, scores):
+    out = []
+    for bi in range(b):
+        for _ in range(h):
+            for i in range(t):
+                start = len(out)
+                row = scores.values[start:start + t]
+                out.extend(rules.softmax(row, [keeps(kind, bi, i, j, lengths) for j in range(t)])
+                           or [math.nan] * t)
+    return out
+
+
+def scenario_case(rule, device, b, h, t, lengths, kind, scores):
+    case = Case(rule, device).tensor("scores", scores)
+    case.inputs.append(f"mask: {kind}, B={b}, H={h}, T={t}, lengths={list(lengths)}")
+    return case.run(f"B, H, T, lengths = {b}, {h}, {t}, {list(lengths)}", *MASK_CODE[kind])
+
+
+def check_weights(case, got, want, dtype, t, kind, lengths):
+    tol = tolerances.probabilities(dtype, t)
+    case.check_values(got, want, (len(got) // t, t), close=close_with(tol),
+                      what=f"attention weights differ from the {kind} rule ({tol})",
+                      extra="keep rule: " + {"padding": "key j < length[b]", "causal": "key j <= query i",
+                                             "both": "j < length[b] and j <= i"}[kind])
+
+
+@given(args=scenarios())
+def test_masked_fill_softmax_attends_only_to_kept_keys(device, args):
+    """scores.masked_fill(keep == False, -inf).softmax(-1) gives each query the oracle's
+    softmax over exactly the kept keys (padding, causal with the diagonal, or both)."""
+    b, h, t, lengths, kind, scores = args
+    case = scenario_case("padding hides keys >= length; causal keeps j <= i", device,
+                         b, h, t, lengths, kind, scores)
+    case.run("w = scores.masked_fill(keep == False, float('-inf')).softmax(-1)", "print(w)")
+    keep = build_mask(kind, b, t, lengths, device)
+    w = scores.build(device).masked_fill(keep == False, float("-inf")).softmax(-1)  # noqa: E712
+    check_weights(case, read(w), expected_weights(kind, b, h, t, lengths, scores), scores.dtype, t, kind,
+                  lengths)
+
+
+@given(args=scenarios(), data=st.data())
+def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
+    """F.scaled_dot_product_attention(q, k, v, attn_mask=keep) equals the oracle's masked
+    softmax of q @ k.T * scale, times v (True = take part, the opposite of MHA)."""
+    b, h, t, lengths, kind, _ = args
+    dtype = args[5].dtype
+    e = data.draw(st.sampled_from([1, 4, 16]), label="head dim")
+    grid = st.integers(-8, 8).map(lambda k: k / 4)  # exact products: scores carry no rounding
+    q, k, v = (TensorSpec.contiguous((b, h, t, e), dtype, data.draw(
+        st.lists(grid, min_size=b * h * t * e, max_size=b * h * t * e), label=n)) for n in "qkv")
+    case = Case("SDPA: softmax(q @ k.T / sqrt(E) over kept keys) @ v", device)
+    case.tensor("q", q).tensor("k", k).tensor("v", v)
+    case.inputs.append(f"mask: {kind}, lengths={list(lengths)}")
+    case.run(f"B, H, T, lengths = {b}, {h}, {t}, {list(lengths)}", *MASK_CODE[kind],
+             "import torch.nn.functional as F", "print(F.scaled_dot_product_attention(q, k, v, attn_mask=keep))")
+    keep = build_mask(kind, b, t, lengths, device)
+    out = F.scaled_dot_product_attention(q.build(device), k.build(device), v.build(device), attn_mask=keep)
+    scale = 1 / math.sqrt(e)
+    want, smax = [], 0.0
+    for bi in range(b):
+        for hi in range(h):
+            base = (bi * h + hi) * t * e
+            rows_q = [q.values[base + i * e: base + (i + 1) * e] for i in range(t)]
+            rows_k = [k.values[base + j * e: base + (j + 1) * e] for j in range(t)]
+            rows_v = [v.values[base + j * e: base + (j + 1) * e] for j in range(t)]
+            for i in range(t):
+                s = [math.fsum(a * c for a, c in zip(rows_q[i], rows_k[j])) * scale for j in range(t)]
+                smax = max(smax, *map(abs, s))
+                p = rules.softmax(s, [keeps(kind, bi, i, j, lengths) for j in range(t)])
+                want.extend(math.fsum(p[j] * rows_v[j][c] for j in range(t)) for c in range(e))
+    tol = tolerances.attention_output(dtype, t, max(map(abs, v.values), default=1.0), smax)
+    case.check_values(read(out), want, (b, h, t, e), close=close_with(tol),
+                      what=f"SDPA output differs from the oracle ({tol})")
+
+
+@given(data=st.data())
+def test_multihead_attention_weights_match_oracle(device, data):
+    """nn.MultiheadAttention's per-head weights equal the oracle's softmax of its own
+    projections, with key_padding_mask / attn_mask True meaning *ignore*; a query with no
+    key left gets nan weights (observed policy, undocumented)."""
+    b, _, t, lengths, kind = data.draw(attention_masks(min_length=0), label="scenario")
+    dtype = data.draw(st.sampled_from(["float32", "float64"]), label="dtype")
+    heads, hd = data.draw(st.sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)]), label="heads, head dim")
+    emb = heads * hd
+    grid = st.integers(-4, 4).map(lambda k: k / 8)
+    w = data.draw(st.lists(grid, min_size=3 * emb * emb, max_size=3 * emb * emb), label="in_proj_weight")
+    bias = data.draw(st.lists(grid, min_size=3 * emb, max_size=3 * emb), label="in_proj_bias")
+    xs = data.draw(st.lists(grid, min_size=b * t * emb, max_size=b * t * emb), label="x")
+    use_kpm = kind in ("padding", "both")
+    use_causal = kind in ("causal", "both")
+    mha = torch.nn.MultiheadAttention(emb, heads, batch_first=True, dtype=TORCH_DTYPES[dtype], device=device)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.tensor(w, dtype=TORCH_DTYPES[dtype]).reshape(3 * emb, emb))
+        mha.in_proj_bias.copy_(torch.tensor(bias, dtype=TORCH_DTYPES[dtype]))
+    x = TensorSpec.contiguous((b, t, emb), dtype, xs)
+    kpm = torch.tensor([[j >= n for j in range(t)] for n in lengths], device=device)  # True = ignore
+    causal = torch.ones(t, t, dtype=torch.bool, device=device).triu(1)  # True = ignore
+    case = Case("MultiheadAttention: True in key_padding_mask / attn_mask means ignore", device)
+    case.tensor("x", x).inputs.append(f"mask: {kind}, lengths={list(lengths)}, heads={heads}")
+    case.run(f"mha = torch.nn.MultiheadAttention({emb}, {heads}, batch_first=True, dtype=torch.{dtype})",
+             f"with torch.no_grad(): mha.in_proj_weight.copy_(torch.tensor({w}).reshape({3 * emb}, {emb})); "
+             f"mha.in_proj_bias.copy_(torch.tensor({bias}))",
+             f"kpm = torch.tensor({[[j >= n for j in range(t)] for n in lengths]})",
+             f"causal = torch.ones({t}, {t}, dtype=torch.bool).triu(1)",
+             f"_, w = mha(x, x, x, key_padding_mask={'kpm' if use_kpm else None}, "
+             f"attn_mask={'causal' if use_causal else None}, average_attn_weights=False)", "print(w)")
+    t_x = x.build(device)
+    _, weights = mha(t_x, t_x, t_x, key_padding_mask=kpm if use_kpm else None,
+                     attn_mask=causal if use_causal else None, average_attn_weights=False)
+    want = []
+    for bi in range(b):
+        tok = [xs[(bi * t + i) * emb:(bi * t + i + 1) * emb] for i in range(t)]
+        proj = [[[math.fsum(wv * xv for wv, xv in zip(w[r * emb:(r + 1) * emb], row)) + bias[r]
+                  for r in range(part * emb, (part + 1) * emb)] for row in tok] for part in range(2)]
+        for hh in range(heads):
+            sl = slice(hh * hd, (hh + 1) * hd)
+            for i in range(t):
+                s = [math.fsum(a * c for a, c in zip(proj[0][i][sl], proj[1][j][sl])) / math.sqrt(hd)
+                     for j in range(t)]
+                want.extend(rules.softmax(s, [keeps(kind, bi, i, j, lengths) for j in range(t)])
+                            or [math.nan] * t)
+    check_weights(case, read(weights), want, dtype, t, kind, lengths)
