@@ -1,0 +1,1 @@
+"""The suite's own tests: the oracle, the strategies, and the mutant kill test."""

@@ -1,0 +1,523 @@
+"""Deliberately faulty backends: each mutant patches torch with one realistic bug.
+
+Used as a pytest plugin by the mutant self-test::
+
+    python -m pytest conformance -p selftests.mutants --mutant masked_fill_writes_into_self
+
+The conformance run must then fail, and `targets` names the properties designed to catch
+the mutant.  The oracle is pure Python, so the patch cannot corrupt the expectations.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+T = torch.Tensor
+ORIG = {
+    "broadcast_shapes": torch.broadcast_shapes,
+    "broadcast_tensors": torch.broadcast_tensors,
+    "broadcast_to": torch.broadcast_to,
+    "expand": T.expand,
+    "add": torch.add,
+    "lt": T.__lt__,
+    "where": torch.where,
+    "add_": T.add_, "sub_": T.sub_, "mul_": T.mul_, "iadd": T.__iadd__,
+    "masked_fill": T.masked_fill,
+    "masked_fill_": T.masked_fill_,
+    "mul": torch.mul,
+    "softmax": T.softmax, "torch_softmax": torch.softmax, "F_softmax": F.softmax,
+    "masked_softmax": torch.masked.softmax,
+    "sdpa": F.scaled_dot_product_attention,
+    "tril": torch.tril,
+    "mha_forward": torch.nn.MultiheadAttention.forward,
+}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    bug: str                     # the fault, in words
+    targets: tuple[str, ...]     # properties designed to catch it
+    apply: Callable[[], None]
+
+
+MUTANTS: dict[str, Mutant] = {}
+
+
+def mutant(bug: str, *targets: str):
+    def register(fn):
+        MUTANTS[fn.__name__] = Mutant(fn.__name__, bug, targets, fn)
+        return fn
+    return register
+
+
+def _shape(t):
+    return tuple(t.shape)
+
+
+# --------------------------------------------------------------------------- broadcasting
+
+
+@mutant("broadcast_shapes treats a 0 like a 1 (1 vs 0 gives 1)", "test_broadcast_shapes_agrees_with_the_rules")
+def broadcast_shapes_zero_as_one():
+    def bs(*shapes):
+        ORIG["broadcast_shapes"](*shapes)  # keep the errors
+        norm = [(s,) if isinstance(s, int) else tuple(s) for s in shapes]
+        nd = max((len(s) for s in norm), default=0)
+        padded = [(1,) * (nd - len(s)) + s for s in norm]
+        return torch.Size(max(col) for col in zip(*padded))
+    torch.broadcast_shapes = bs
+
+
+@mutant("broadcast_shapes accepts mismatched sizes and takes the larger",
+        "test_broadcast_shapes_agrees_with_the_rules")
+def broadcast_shapes_accepts_mismatch():
+    def bs(*shapes):
+        norm = [(s,) if isinstance(s, int) else tuple(s) for s in shapes]
+        nd = max((len(s) for s in norm), default=0)
+        padded = [(1,) * (nd - len(s)) + s for s in norm]
+        if any(x < 0 for s in norm for x in s):
+            raise ValueError("negative")
+        return torch.Size(0 if 0 in col and max(col) <= 1 else max(col) for col in zip(*padded))
+    torch.broadcast_shapes = bs
+
+
+@mutant("broadcast_tensors materialises copies instead of stride-0 views",
+        "test_broadcast_tensors_stretches_by_views")
+def broadcast_tensors_copies():
+    torch.broadcast_tensors = lambda *ts: tuple(t.clone() for t in ORIG["broadcast_tensors"](*ts))
+
+
+@mutant("broadcast_tensors left-aligns operands of lower rank when that also broadcasts",
+        "test_broadcast_tensors_agrees_with_the_rules")
+def broadcast_tensors_left_aligned():
+    def bt(*ts):
+        nd = max(t.dim() for t in ts)
+        padded = [t.reshape(_shape(t) + (1,) * (nd - t.dim())) for t in ts]
+        try:
+            return ORIG["broadcast_tensors"](*padded)
+        except RuntimeError:
+            return ORIG["broadcast_tensors"](*ts)
+    torch.broadcast_tensors = bt
+
+
+@mutant("expand returns zeros of the target shape instead of raising on a non-1 size",
+        "test_expand_agrees_with_the_one_way_rule")
+def expand_never_raises():
+    def expand(self, *sizes):
+        try:
+            return ORIG["expand"](self, *sizes)
+        except RuntimeError:
+            sizes = sizes[0] if len(sizes) == 1 and not isinstance(sizes[0], int) else sizes
+            return torch.zeros([abs(s) for s in sizes], dtype=self.dtype, device=self.device)
+    T.expand = expand
+
+
+@mutant("broadcast_to broadcasts both ways (x may grow the target)",
+        "test_broadcast_to_agrees_with_the_one_way_rule")
+def broadcast_to_two_way():
+    def bt(x, shape):
+        return ORIG["broadcast_tensors"](x, torch.empty(shape, dtype=x.dtype, device=x.device))[0]
+    torch.broadcast_to = bt
+
+
+@mutant("a < b left-aligns the lower-rank operand (a column where a row was meant)",
+        "test_binary_ops_broadcast_by_the_rules")
+def lt_left_aligned():
+    def lt(a, b):
+        if isinstance(b, T) and a.dim() != b.dim():
+            nd = max(a.dim(), b.dim())
+            a2 = a.reshape(_shape(a) + (1,) * (nd - a.dim()))
+            b2 = b.reshape(_shape(b) + (1,) * (nd - b.dim()))
+            try:
+                return ORIG["lt"](a2, b2)
+            except RuntimeError:
+                pass
+        return ORIG["lt"](a, b)
+    T.__lt__ = lt
+
+
+@mutant("torch.add reads non-contiguous inputs in storage order, ignoring their strides",
+        "test_layout_does_not_change_results")
+def add_ignores_strides():
+    def add(a, b, **kw):
+        def flat(t):
+            if isinstance(t, T) and not t.is_contiguous() and t.numel():
+                n = t.numel()
+                return t.as_strided((n,), (1,), t.storage_offset()).reshape(t.shape) \
+                    if t.untyped_storage().nbytes() >= (t.storage_offset() + n) * t.element_size() else t
+            return t
+        return ORIG["add"](flat(a), flat(b), **kw)
+    torch.add = add
+
+
+@mutant("torch.where left-aligns a lower-rank condition",
+        "test_where_broadcasts_all_three_operands")
+def where_condition_left_aligned():
+    def where(cond, *rest, **kw):
+        if rest and cond.dim() < max(r.dim() for r in rest if isinstance(r, T)):
+            nd = max(r.dim() for r in rest if isinstance(r, T))
+            c2 = cond.reshape(_shape(cond) + (1,) * (nd - cond.dim()))
+            try:
+                return ORIG["where"](c2, *rest, **kw)
+            except RuntimeError:
+                pass
+        return ORIG["where"](cond, *rest, **kw)
+    torch.where = where
+
+
+@mutant("in-place add_/sub_/mul_/+= reallocate self to the broadcast shape instead of raising",
+        "test_inplace_ops_never_broadcast_self")
+def inplace_grows_self():
+    def make(op, out_of_place):
+        def f(self, other, *a, **kw):
+            try:
+                return op(self, other, *a, **kw)
+            except RuntimeError:
+                self.set_(out_of_place(self, other))
+                return self
+        return f
+    T.add_ = make(ORIG["add_"], ORIG["add"])
+    T.sub_ = make(ORIG["sub_"], torch.sub)
+    T.mul_ = make(ORIG["mul_"], ORIG["mul"])
+    T.__iadd__ = make(ORIG["iadd"], ORIG["add"])
+
+
+# --------------------------------------------------------------------------- masked_fill
+
+
+@mutant("masked_fill writes into self when the shapes allow it",
+        "test_masked_fill_leaves_input_untouched", "test_masked_fill_result_does_not_share_storage")
+def masked_fill_writes_into_self():
+    def mf(self, mask, value):
+        try:
+            return ORIG["masked_fill_"](self, mask, value)
+        except RuntimeError:
+            return ORIG["masked_fill"](self, mask, value)
+    T.masked_fill = mf
+
+
+@mutant("masked_fill returns self itself when the mask selects nothing",
+        "test_masked_fill_result_does_not_share_storage")
+def masked_fill_aliases_when_nothing_masked():
+    def mf(self, mask, value):
+        if mask.dtype == torch.bool and not mask.any() and torch.broadcast_shapes(self.shape, mask.shape) == self.shape:
+            return self
+        return ORIG["masked_fill"](self, mask, value)
+    T.masked_fill = mf
+
+
+@mutant("masked_fill fills where the mask is False", "test_masked_fill_matches_oracle")
+def masked_fill_inverted():
+    T.masked_fill = lambda self, mask, value: ORIG["masked_fill"](
+        self, ~mask if mask.dtype == torch.bool else mask, value)
+
+
+@mutant("masked_fill refuses to broadcast self (treats it like masked_fill_)", "test_masked_fill_matches_oracle")
+def masked_fill_never_broadcasts_self():
+    def mf(self, mask, value):
+        if torch.broadcast_shapes(self.shape, mask.shape) != self.shape:
+            raise RuntimeError("output with shape doesn't match the broadcast shape")
+        return ORIG["masked_fill"](self, mask, value)
+    T.masked_fill = mf
+
+
+@mutant("masked_fill_ returns a filled copy and leaves self alone",
+        "test_masked_fill_inplace_returns_self", "test_masked_fill_inplace_matches_oracle")
+def masked_fill__returns_copy():
+    def mf_(self, mask, value):
+        out = ORIG["masked_fill"](self, mask, value)
+        if out.shape != self.shape:
+            raise RuntimeError("output with shape doesn't match the broadcast shape")
+        return out
+    T.masked_fill_ = mf_
+
+
+@mutant("masked_fill_ writes through .data: no version bump, no autograd checks",
+        "test_masked_fill_inplace_advances_version_counter",
+        "test_inplace_fill_of_saved_tensor_makes_backward_raise")
+def masked_fill__skips_version_bump():
+    def mf_(self, mask, value):
+        ORIG["masked_fill_"](self.data, mask, value)
+        return self
+    T.masked_fill_ = mf_
+
+
+@mutant("masked_fill_ squeezes a too-large mask (any() over the extra dims) instead of raising",
+        "test_masked_fill_inplace_requires_one_way_broadcast")
+def masked_fill__broadcasts_self():
+    def mf_(self, mask, value):
+        if mask.dtype == torch.bool and mask.dim() and torch.broadcast_shapes(self.shape, mask.shape) != self.shape:
+            while mask.dim() > self.dim():
+                mask = mask.any(0)
+            for d in range(mask.dim()):
+                if mask.shape[d] != self.shape[d]:
+                    mask = mask.any(d, keepdim=True)
+        return ORIG["masked_fill_"](self, mask, value)
+    T.masked_fill_ = mf_
+
+
+@mutant("masked_fill_ ignores the storage offset of a view (writes from the base's start)",
+        "test_masked_fill_inplace_through_view_reaches_base")
+def masked_fill__ignores_offset():
+    def mf_(self, mask, value):
+        if self.storage_offset():
+            ORIG["masked_fill_"](self.as_strided(self.shape, self.stride(), 0), mask, value)
+            return self
+        return ORIG["masked_fill_"](self, mask, value)
+    T.masked_fill_ = mf_
+
+
+@mutant("masked_fill reads a 0-d tensor value through float32",
+        "test_masked_fill_tensor_value_equals_python_scalar")
+def masked_fill_tensor_value_via_float32():
+    def wrap(op):
+        def f(self, mask, value):
+            if isinstance(value, T) and value.dim() == 0 and value.dtype != torch.bool:
+                value = value.float().item()
+            return op(self, mask, value)
+        return f
+    T.masked_fill = wrap(ORIG["masked_fill"])
+    T.masked_fill_ = wrap(ORIG["masked_fill_"])
+
+
+@mutant("masked_fill accepts uint8/int/float masks by casting them to bool",
+        "test_masked_fill_rejects_non_bool_masks")
+def masked_fill_accepts_non_bool_masks():
+    def wrap(op):
+        return lambda self, mask, value: op(self, mask.bool() if mask.dtype != torch.bool else mask, value)
+    T.masked_fill = wrap(ORIG["masked_fill"])
+    T.masked_fill_ = wrap(ORIG["masked_fill_"])
+
+
+@mutant("masked_fill takes the first element of a value tensor with dims",
+        "test_masked_fill_rejects_value_tensors_with_dims")
+def masked_fill_value_tensor_first_element():
+    def wrap(op):
+        def f(self, mask, value):
+            if isinstance(value, T) and value.dim() > 0 and value.numel():
+                value = value.reshape(-1)[0]
+            return op(self, mask, value)
+        return f
+    T.masked_fill = wrap(ORIG["masked_fill"])
+    T.masked_fill_ = wrap(ORIG["masked_fill_"])
+
+
+def _saturate(dtype, v):
+    if dtype.is_floating_point:
+        big = torch.finfo(dtype).max
+        return v if not isinstance(v, (int, float)) or math.isinf(v) or math.isnan(v) else max(-big, min(big, v))
+    if dtype == torch.bool:
+        return v
+    info = torch.iinfo(dtype)
+    if isinstance(v, float) and math.isnan(v):
+        return 0
+    return max(info.min, min(info.max, v)) if not isinstance(v, float) or not math.isinf(v) else (
+        info.max if v > 0 else info.min)
+
+
+@mutant("masked_fill saturates unrepresentable values (-inf into int64 -> min) instead of raising",
+        "test_masked_fill_value_conversion_follows_cast_rules")
+def masked_fill_saturates():
+    def wrap(op):
+        def f(self, mask, value):
+            if not isinstance(value, T):
+                value = _saturate(self.dtype, value)
+                if isinstance(value, float) and not self.dtype.is_floating_point and self.dtype != torch.bool:
+                    value = int(value)
+            return op(self, mask, value)
+        return f
+    T.masked_fill = wrap(ORIG["masked_fill"])
+    T.masked_fill_ = wrap(ORIG["masked_fill_"])
+
+
+@mutant("masked_fill rounds float values into int tensors instead of truncating",
+        "test_masked_fill_value_conversion_follows_cast_rules")
+def masked_fill_rounds_into_ints():
+    def wrap(op):
+        def f(self, mask, value):
+            if isinstance(value, float) and math.isfinite(value) and self.dtype in (torch.int32, torch.int64):
+                value = round(value)
+            return op(self, mask, value)
+        return f
+    T.masked_fill = wrap(ORIG["masked_fill"])
+    T.masked_fill_ = wrap(ORIG["masked_fill_"])
+
+
+@mutant("masked_fill as arithmetic: self * ~mask + where(mask, value, 0); right for finite self, "
+        "but a masked inf/nan survives as nan (0 * inf)",
+        "test_masked_softmax_ignores_values_at_masked_positions")
+def masked_fill_arithmetic_blend():
+    def mf(self, mask, value):
+        if mask.dtype != torch.bool or not self.dtype.is_floating_point:
+            return ORIG["masked_fill"](self, mask, value)
+        v = value if isinstance(value, T) else torch.tensor(value, dtype=self.dtype, device=self.device)
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        return self * (~mask).to(self.dtype) + ORIG["where"](mask, v.to(self.dtype), zero)
+    T.masked_fill = mf
+
+
+# --------------------------------------------------------------------------- autograd
+
+
+def _wants_grad(self, value):
+    return torch.is_grad_enabled() and (self.requires_grad or (isinstance(value, T) and value.requires_grad))
+
+
+@mutant("masked_fill's backward passes the gradient through masked positions",
+        "test_masked_fill_grad_wrt_self_is_zero_where_masked")
+def masked_fill_grad_leaks():
+    def mf(self, mask, value):
+        out = ORIG["masked_fill"](self, mask, value)
+        if _wants_grad(self, value) and self.requires_grad:
+            out = out + (self - self.detach())
+        return out
+    T.masked_fill = mf
+
+
+@mutant("masked_fill's value gradient is the mean over masked positions, not the sum",
+        "test_masked_fill_grad_wrt_value_is_sum_over_masked")
+def masked_fill_value_grad_mean():
+    def mf(self, mask, value):
+        if _wants_grad(self, value) and isinstance(value, T) and value.requires_grad:
+            n = max(int(torch.broadcast_to(mask, torch.broadcast_shapes(self.shape, mask.shape)).sum()), 1)
+            value = value / n + (value - value / n).detach()
+        return ORIG["masked_fill"](self, mask, value)
+    T.masked_fill = mf
+
+
+@mutant("masked_fill_ runs under no_grad: leaves are modified, history is lost",
+        "test_masked_fill_inplace_on_leaf_requiring_grad_raises",
+        "test_masked_fill_inplace_on_non_leaf_has_correct_grad")
+def masked_fill__under_no_grad():
+    def mf_(self, mask, value):
+        with torch.no_grad():
+            return ORIG["masked_fill_"](self, mask, value)
+    T.masked_fill_ = mf_
+
+
+# --------------------------------------------------------------------------- softmax
+
+
+def _patch_softmax(fn):
+    def method(self, dim=None, dtype=None, **kw):
+        return fn(self, kw.get("dim", dim), dtype)
+    T.softmax = method
+    torch.softmax = lambda x, dim, dtype=None, **kw: fn(x, dim, dtype)
+    F.softmax = lambda x, dim=None, _stacklevel=3, dtype=None: fn(x, dim, dtype)
+
+
+@mutant("softmax computes exp(x) / sum(exp(x)) without subtracting the row max",
+        "test_masked_softmax_extreme_logits_do_not_overflow", "test_masked_softmax_is_shift_invariant")
+def softmax_without_max_subtraction():
+    def sm(x, dim, dtype=None):
+        x = x.to(dtype) if dtype else x
+        e = x.exp()
+        return e / e.sum(dim, keepdim=True)
+    _patch_softmax(sm)
+
+
+@mutant("softmax adds 1e-3 to the denominator (an 'epsilon for safety')",
+        "test_masked_softmax_rows_sum_to_one", "test_masked_softmax_matches_oracle")
+def softmax_epsilon_denominator():
+    def sm(x, dim, dtype=None):
+        x = x.to(dtype) if dtype else x
+        e = (x - x.amax(dim, keepdim=True)).exp()
+        return e / (e.sum(dim, keepdim=True) + 1e-3)
+    _patch_softmax(sm)
+
+
+@mutant("Tensor.softmax ignores its dim and normalises the last one", "test_masked_softmax_along_any_dim")
+def softmax_ignores_dim():
+    T.softmax = lambda self, dim=None, dtype=None: ORIG["softmax"](self, -1, dtype=dtype)
+
+
+@mutant("torch.masked.softmax masks with -30 instead of -inf: masked entries leak",
+        "test_masked_softmax_masked_entries_are_zero", "test_masked_softmax_fully_masked_rows_follow_policy")
+def masked_softmax_finite_fill():
+    def ms(x, dim, *, dtype=None, mask=None):
+        return ORIG["softmax"](ORIG["masked_fill"](x, ~mask, -30.0), dim)
+    torch.masked.softmax = ms
+
+
+@mutant("torch.masked.softmax zeroes masked entries with where() after exp: nan gradients",
+        "test_masked_softmax_gradients_are_finite_and_zero_where_masked")
+def masked_softmax_where_after_exp():
+    def ms(x, dim, *, dtype=None, mask=None):
+        m = ORIG["masked_fill"](x, ~mask, float("-inf")).amax(dim, keepdim=True).detach()
+        e = ORIG["where"](mask, (x - m).exp(), torch.zeros((), dtype=x.dtype, device=x.device))
+        return e / e.sum(dim, keepdim=True)
+    torch.masked.softmax = ms
+
+
+@mutant("SDPA reads a bool attn_mask with MultiheadAttention's convention (True = ignore)",
+        "test_sdpa_with_bool_mask_matches_oracle", "test_masked_softmax_matches_oracle")
+def sdpa_inverted_bool_mask():
+    def sdpa(q, k, v, attn_mask=None, *a, **kw):
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            attn_mask = ~attn_mask
+        return ORIG["sdpa"](q, k, v, attn_mask, *a, **kw)
+    F.scaled_dot_product_attention = sdpa
+
+
+@mutant("SDPA returns nan for fully masked rows (the pre-2.5 behaviour)",
+        "test_masked_softmax_fully_masked_rows_follow_policy")
+def sdpa_fully_masked_nan():
+    def sdpa(q, k, v, attn_mask=None, *a, **kw):
+        out = ORIG["sdpa"](q, k, v, attn_mask, *a, **kw)
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            dead = ~torch.broadcast_to(attn_mask, (*out.shape[:-1], k.shape[-2])).any(-1, keepdim=True)
+            out = ORIG["masked_fill"](out, dead, float("nan"))
+        return out
+    F.scaled_dot_product_attention = sdpa
+
+
+@mutant("the causal mask hides the diagonal (tril with diagonal=-1)",
+        "test_masked_fill_softmax_attends_only_to_kept_keys")
+def causal_mask_hides_diagonal():
+    torch.tril = lambda x, diagonal=0, **kw: ORIG["tril"](x, diagonal - 1, **kw)
+
+
+@mutant("MultiheadAttention drops key_padding_mask", "test_multihead_attention_weights_match_oracle")
+def mha_ignores_key_padding_mask():
+    def forward(self, query, key, value, key_padding_mask=None, *a, **kw):
+        return ORIG["mha_forward"](self, query, key, value, None, *a, **kw)
+    torch.nn.MultiheadAttention.forward = forward
+
+
+@mutant("a torch that fixes the known deviation (masked_fill_ refuses expanded self): the "
+        "deviation entry must then be removed", "test_masked_fill_inplace_refuses_expanded_self")
+def masked_fill__refuses_expanded_self():
+    def mf_(self, mask, value):
+        if any(s == 0 and n > 1 for s, n in zip(self.stride(), self.shape)):
+            raise RuntimeError("unsupported operation: more than one element of the written-to "
+                               "tensor refers to a single memory location")
+        return ORIG["masked_fill_"](self, mask, value)
+    T.masked_fill_ = mf_
+
+
+# --------------------------------------------------------------------------- plugin
+
+
+def pytest_addoption(parser):
+    parser.addoption("--mutant", default=os.environ.get("CONFORMANCE_MUTANT"),
+                     help=f"inject one faulty op into torch: {', '.join(sorted(MUTANTS))}")
+
+
+def pytest_configure(config):
+    name = config.getoption("--mutant")
+    if name:
+        if name not in MUTANTS:
+            raise SystemExit(f"unknown mutant {name!r}; choose from {', '.join(sorted(MUTANTS))}")
+        MUTANTS[name].apply()
+
+
+def pytest_report_header(config):
+    name = config.getoption("--mutant")
+    return [f"MUTANT INJECTED: {name}: {MUTANTS[name].bug}"] if name else []

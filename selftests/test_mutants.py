@@ -1,0 +1,87 @@
+"""The mutant self-test: every deliberately faulty backend makes the conformance run fail.
+
+Each mutant (selftests/mutants.py) is injected into torch in a fresh pytest process that
+runs the conformance modules holding the properties designed to catch it (set
+``MUTANTS_FULL=1`` to run the whole suite per mutant instead), under the ``selftest``
+Hypothesis profile.  We then check that the run failed, that every target property was
+among the failures, and that every property of the suite catches at least one mutant.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from selftests.mutants import MUTANTS
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFORMANCE = ROOT / "conformance"
+KILL_TABLE: list[str] = []
+
+
+def properties() -> dict[str, Path]:
+    """Every conformance property (test function) and the module that holds it."""
+    found = {}
+    for path in sorted(CONFORMANCE.glob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                found[node.name] = path
+    return found
+
+
+def run_mutant(name: str, tmp: Path) -> dict:
+    props = properties()
+    missing = [t for t in MUTANTS[name].targets if t not in props]
+    assert not missing, f"mutant {name} targets unknown properties {missing}"
+    paths = ["conformance"] if os.environ.get("MUTANTS_FULL") else sorted(
+        {str(props[t].relative_to(ROOT)) for t in MUTANTS[name].targets})
+    xml = tmp / f"{name}.xml"
+    cmd = [sys.executable, "-m", "pytest", *paths, "-p", "selftests.mutants", "--mutant", name,
+           "--hypothesis-profile", os.environ.get("MUTANT_PROFILE", "selftest"), "-q", "--no-header",
+           "-p", "no:cacheprovider", f"--junitxml={xml}", "--device", "cpu", "-o", "addopts="]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    caught = set()
+    if xml.exists():
+        for case in ET.parse(xml).iter("testcase"):
+            if case.find("failure") is not None or case.find("error") is not None:
+                caught.add(case.get("name").split("[")[0])
+    return {"rc": proc.returncode, "caught": caught, "tail": proc.stdout[-3000:] + proc.stderr[-2000:]}
+
+
+@pytest.fixture(scope="session")
+def kill_results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mutants")
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        futures = {name: pool.submit(run_mutant, name, tmp) for name in sorted(MUTANTS)}
+        results = {name: f.result() for name, f in futures.items()}
+    KILL_TABLE.append(f"{'mutant':42} caught  by")
+    for name, r in results.items():
+        KILL_TABLE.append(f"{name:42} {'yes' if r['rc'] == 1 and r['caught'] else 'NO ':6}  "
+                          f"{', '.join(sorted(r['caught'])) or '-'}")
+    killed = sum(1 for r in results.values() if r["rc"] == 1 and r["caught"])
+    KILL_TABLE.append(f"kill rate: {killed}/{len(results)}")
+    return results
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_mutant_is_caught_by_its_target_properties(kill_results, name):
+    """The conformance run fails (exit 1) under the mutant, and every target property fails."""
+    r = kill_results[name]
+    assert r["rc"] == 1, f"mutant {name} ({MUTANTS[name].bug}) survived: exit {r['rc']}\n{r['tail']}"
+    missed = set(MUTANTS[name].targets) - r["caught"]
+    assert not missed, (f"mutant {name} ({MUTANTS[name].bug}) was not caught by {sorted(missed)}; "
+                        f"caught by {sorted(r['caught'])}\n{r['tail']}")
+
+
+def test_every_property_catches_a_mutant(kill_results):
+    """Each property of the suite is shown able to fail: some mutant makes it fail."""
+    caught = set().union(*(r["caught"] for r in kill_results.values()))
+    idle = sorted(set(properties()) - caught)
+    assert not idle, f"properties that no mutant makes fail (they may be unable to fail): {idle}"

@@ -1,0 +1,89 @@
+"""The strategies really produce each case class, and specs build into what they describe."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, find, given, settings, strategies as st
+
+from conformance import rules
+from conformance.tensors import read
+from strategies import (
+    array_shapes,
+    broadcastable_shapes,
+    dtypes,
+    fill_values,
+    incompatible_shapes,
+    keep_masks,
+    logits,
+    tensors,
+)
+from strategies.values import logit_widths
+
+FIND = settings(max_examples=5000, database=None, derandomize=True,
+                suppress_health_check=list(HealthCheck))
+
+
+def reaches(strategy, condition):
+    return find(strategy, condition, settings=FIND)
+
+
+CASES = {
+    "zero-size dimension": (array_shapes(), lambda s: 0 in s),
+    "0-d shape": (array_shapes(), lambda s: s == ()),
+    "8 dimensions": (array_shapes(), lambda s: len(s) == 8),
+    "1 against 0": (broadcastable_shapes(2),
+                    lambda p: any(x * y == 0 and x + y == 1 for x, y in zip(p[0][::-1], p[1][::-1]))),
+    "4 shapes": (st.integers(4, 4).flatmap(broadcastable_shapes), lambda p: len(p) == 4),
+    "0 against n >= 2": (incompatible_shapes(2),
+                         lambda p: any({x, y} & {0} and max(x, y) >= 2 for x, y in zip(p[0][::-1], p[1][::-1]))),
+    "non-contiguous layout": (tensors((3, 4), "float32"), lambda s: not s.is_contiguous_layout and 0 not in s.strides),
+    "expanded (zero stride)": (tensors((3, 4), "float32"), lambda s: 0 in s.strides),
+    "storage offset": (tensors((3, 4), "float32"), lambda s: s.offset > 0),
+    "all-False row": (keep_masks((4, 6)), lambda m: any(not any(m.values[i * 6:(i + 1) * 6]) for i in range(4))),
+    "all-True row": (keep_masks((4, 6)), lambda m: any(all(m.values[i * 6:(i + 1) * 6]) for i in range(4))),
+    "row wider than 1024": (logit_widths(), lambda w: w > 1024),
+    "non-power-of-two width > 1024": (logit_widths(), lambda w: w > 1024 and w & (w - 1)),
+    "extreme logits": (logits((8,), "float16"), lambda x: max(map(abs, x.values)) >= 32752),
+    "-inf fill value": (fill_values("int64"), lambda f: f.value == -math.inf),
+    "nan fill value": (fill_values("float32"), lambda f: isinstance(f.value, float) and math.isnan(f.value)),
+    "0-d tensor fill value": (fill_values("float32"), lambda f: f.tensor_dtype is not None),
+    "bfloat16": (dtypes(), lambda d: d == "bfloat16"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_strategy_reaches(name):
+    strategy, condition = CASES[name]
+    reaches(strategy, condition)
+
+
+@given(data=st.data())
+def test_tensor_specs_build_into_their_values_and_layout(data):
+    shape = data.draw(array_shapes(max_dims=4))
+    dtype = data.draw(dtypes())
+    spec = data.draw(tensors(shape, dtype))
+    t, base = spec.build_with_base()
+    assert tuple(t.shape) == spec.shape and tuple(t.stride()) == spec.strides
+    assert t.storage_offset() == spec.offset
+    got = read(t)
+    assert len(got) == len(spec.values)
+    assert all(rules.same_value(a, b) for a, b in zip(got, spec.values))
+    assert all(rules.same_value(a, b) for a, b in zip(read(base), spec.storage))
+
+
+@given(shapes=broadcastable_shapes(3))
+def test_broadcastable_shapes_broadcast(shapes):
+    rules.broadcast_shapes(*shapes)
+
+
+@given(shapes=incompatible_shapes(3))
+def test_incompatible_shapes_do_not(shapes):
+    with pytest.raises(rules.BroadcastError):
+        rules.broadcast_shapes(*shapes)
+
+
+@given(x=logits((2048,), "bfloat16"))
+def test_wide_logits_are_representable(x):
+    assert all(rules.round_to("bfloat16", v) == v for v in x.values)
