@@ -158,7 +158,8 @@ def test_expand_agrees_with_the_one_way_rule(device, data):
     """x.expand(*sizes) succeeds exactly when x's shape broadcasts one-way to the resolved sizes
     (-1 keeps a size, only in existing dims), and then is a view holding the mapped elements."""
     shape = data.draw(broadcastable_shapes(1, max_dims=5).map(lambda s: s[0]), label="shape")
-    sizes = data.draw(expand_sizes(shape), label="sizes")
+    sizes = data.draw(expand_sizes(shape).filter(lambda z: not _minus_one_in_new_dim_of_0d(shape, z)),
+                      label="sizes")
     spec = data.draw(tensors(shape, data.draw(dtypes())), label="x")
     case = Case("expand stretches size-1 dims only; -1 keeps a size; new dims go in front", device)
     case.tensor("x", spec).run(f"y = x.expand({tuple(sizes)!r})", "print(y.shape)")
@@ -175,6 +176,28 @@ def test_expand_agrees_with_the_one_way_rule(device, data):
         case.fail("wrong shape", expected=expected, actual=tuple(out.shape))
     case.check_values(read(out), rules.broadcast_values(spec.values, shape, expected), expected)
     _check_view(case, "expand", x, out)
+
+
+def _minus_one_in_new_dim_of_0d(shape, sizes):
+    """The case of the known deviation below: left to its own property, not skipped."""
+    return shape == () and -1 in sizes
+
+
+@given(sizes=st.lists(st.sampled_from([-1, 0, 1, 2]), min_size=1, max_size=3).filter(lambda z: -1 in z))
+def test_expand_refuses_minus_one_in_new_dims_of_0d_tensors(device, sizes):
+    """Every dimension of a 0-d tensor's expand is new, so -1 ("keep the size") is invalid in
+    each of them and must raise, as it does for tensors with dims."""
+    case = Case("expand: a new dimension cannot be -1", device)
+    case.inputs.append("x: a 0-d float32 tensor")
+    case.run("x = torch.tensor(1.0)", f"y = x.expand({tuple(sizes)!r})", "print(y.shape)")
+    out, err = attempt(lambda: torch.tensor(1.0, device=device).expand(tuple(sizes)))
+    if err is None:
+        case.fail("a 0-d tensor accepted -1 for a new dimension", expected="RuntimeError",
+                  actual=f"a tensor of shape {tuple(out.shape)}")
+    if "isn't allowed in a leading, non-existing dimension" not in str(err):
+        case.fail("a 0-d tensor's expand failed for another reason than the -1 rule",
+                  expected="RuntimeError: ... isn't allowed in a leading, non-existing dimension",
+                  actual=f"{type(err).__name__}: {err}")
 
 
 @given(data=st.data())

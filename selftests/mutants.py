@@ -119,6 +119,18 @@ def expand_never_raises():
     T.expand = expand
 
 
+@mutant("a torch that fixes the known deviation (0-d expand checks -1 in new dims): the entry "
+        "must then be removed", "test_expand_refuses_minus_one_in_new_dims_of_0d_tensors")
+def expand_checks_0d():
+    def expand(self, *sizes):
+        z = sizes[0] if len(sizes) == 1 and not isinstance(sizes[0], int) else sizes
+        if self.dim() == 0 and -1 in tuple(z):
+            raise RuntimeError("The expanded size of the tensor (-1) isn't allowed in a leading, "
+                               "non-existing dimension 0")
+        return ORIG["expand"](self, *sizes)
+    T.expand = expand
+
+
 @mutant("broadcast_to broadcasts both ways (x may grow the target)",
         "test_broadcast_to_agrees_with_the_one_way_rule")
 def broadcast_to_two_way():

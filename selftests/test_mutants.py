@@ -56,7 +56,7 @@ def run_mutant(name: str, tmp: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def kill_results(tmp_path_factory):
+def kill_results(tmp_path_factory):  # noqa: D103 - runs every mutant once per session
     tmp = tmp_path_factory.mktemp("mutants")
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         futures = {name: pool.submit(run_mutant, name, tmp) for name in sorted(MUTANTS)}
@@ -70,6 +70,7 @@ def kill_results(tmp_path_factory):
     return results
 
 
+@pytest.mark.timeout(3600)  # the first test pays for every mutant run
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_mutant_is_caught_by_its_target_properties(kill_results, name):
     """The conformance run fails (exit 1) under the mutant, and every target property fails."""
@@ -80,6 +81,7 @@ def test_mutant_is_caught_by_its_target_properties(kill_results, name):
                         f"caught by {sorted(r['caught'])}\n{r['tail']}")
 
 
+@pytest.mark.timeout(3600)
 def test_every_property_catches_a_mutant(kill_results):
     """Each property of the suite is shown able to fail: some mutant makes it fail."""
     caught = set().union(*(r["caught"] for r in kill_results.values()))
