@@ -286,39 +286,36 @@ def masked_fill__ignores_offset():
     T.masked_fill_ = mf_
 
 
+def _patch_fill_args(transform):
+    """Patch masked_fill and masked_fill_ to call the real op on transform(self, mask, value)."""
+    for name in ("masked_fill", "masked_fill_"):
+        setattr(T, name, lambda self, mask, value, _op=ORIG[name]: _op(self, *transform(self, mask, value)))
+
+
 @mutant("masked_fill reads a 0-d tensor value through float32",
         "test_masked_fill_tensor_value_equals_python_scalar")
 def masked_fill_tensor_value_via_float32():
-    def wrap(op):
-        def f(self, mask, value):
-            if isinstance(value, T) and value.dim() == 0 and value.dtype != torch.bool:
-                value = value.float().item()
-            return op(self, mask, value)
-        return f
-    T.masked_fill = wrap(ORIG["masked_fill"])
-    T.masked_fill_ = wrap(ORIG["masked_fill_"])
+    def transform(self, mask, value):
+        if isinstance(value, T) and value.dim() == 0 and value.dtype != torch.bool:
+            value = value.float().item()
+        return mask, value
+    _patch_fill_args(transform)
 
 
 @mutant("masked_fill accepts uint8/int/float masks by casting them to bool",
         "test_masked_fill_rejects_non_bool_masks")
 def masked_fill_accepts_non_bool_masks():
-    def wrap(op):
-        return lambda self, mask, value: op(self, mask.bool() if mask.dtype != torch.bool else mask, value)
-    T.masked_fill = wrap(ORIG["masked_fill"])
-    T.masked_fill_ = wrap(ORIG["masked_fill_"])
+    _patch_fill_args(lambda self, mask, value: (mask.bool() if mask.dtype != torch.bool else mask, value))
 
 
 @mutant("masked_fill takes the first element of a value tensor with dims",
         "test_masked_fill_rejects_value_tensors_with_dims")
 def masked_fill_value_tensor_first_element():
-    def wrap(op):
-        def f(self, mask, value):
-            if isinstance(value, T) and value.dim() > 0 and value.numel():
-                value = value.reshape(-1)[0]
-            return op(self, mask, value)
-        return f
-    T.masked_fill = wrap(ORIG["masked_fill"])
-    T.masked_fill_ = wrap(ORIG["masked_fill_"])
+    def transform(self, mask, value):
+        if isinstance(value, T) and value.dim() > 0 and value.numel():
+            value = value.reshape(-1)[0]
+        return mask, value
+    _patch_fill_args(transform)
 
 
 def _saturate(dtype, v):
@@ -337,29 +334,23 @@ def _saturate(dtype, v):
 @mutant("masked_fill saturates unrepresentable values (-inf into int64 -> min) instead of raising",
         "test_masked_fill_value_conversion_follows_cast_rules")
 def masked_fill_saturates():
-    def wrap(op):
-        def f(self, mask, value):
-            if not isinstance(value, T):
-                value = _saturate(self.dtype, value)
-                if isinstance(value, float) and not self.dtype.is_floating_point and self.dtype != torch.bool:
-                    value = int(value)
-            return op(self, mask, value)
-        return f
-    T.masked_fill = wrap(ORIG["masked_fill"])
-    T.masked_fill_ = wrap(ORIG["masked_fill_"])
+    def transform(self, mask, value):
+        if not isinstance(value, T):
+            value = _saturate(self.dtype, value)
+            if isinstance(value, float) and not self.dtype.is_floating_point and self.dtype != torch.bool:
+                value = int(value)
+        return mask, value
+    _patch_fill_args(transform)
 
 
 @mutant("masked_fill rounds float values into int tensors instead of truncating",
         "test_masked_fill_value_conversion_follows_cast_rules")
 def masked_fill_rounds_into_ints():
-    def wrap(op):
-        def f(self, mask, value):
-            if isinstance(value, float) and math.isfinite(value) and self.dtype in (torch.int32, torch.int64):
-                value = round(value)
-            return op(self, mask, value)
-        return f
-    T.masked_fill = wrap(ORIG["masked_fill"])
-    T.masked_fill_ = wrap(ORIG["masked_fill_"])
+    def transform(self, mask, value):
+        if isinstance(value, float) and math.isfinite(value) and self.dtype in (torch.int32, torch.int64):
+            value = round(value)
+        return mask, value
+    _patch_fill_args(transform)
 
 
 @mutant("masked_fill as arithmetic: self * ~mask + where(mask, value, 0); right for finite self, "
