@@ -44,13 +44,14 @@ def load_deviations() -> list[dict]:
 
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
+    deviations = load_deviations()
     for item in items:
         try:
             rel = Path(item.path).relative_to(here).as_posix()
         except ValueError:
             continue
         node = rel + "::" + item.name
-        for dev in load_deviations():
+        for dev in deviations:
             if node.startswith(dev["id"]):
                 item.add_marker(pytest.mark.xfail(
                     strict=True, raises=ConformanceFailure,

@@ -30,12 +30,17 @@ __all__ = [
     "contiguous_strides",
     "expand_target",
     "explain",
+    "finfo_eps",
     "finfo_max",
     "iinfo",
     "masked_fill",
     "ndindex",
     "numel",
     "round_to",
+    "rows_along",
+    "same_value",
+    "same_values",
+    "significand_bits",
     "softmax",
     "source_index",
 ]
@@ -354,6 +359,11 @@ def same_value(a, b) -> bool:
             return math.isnan(a) and math.isnan(b)
         return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
     return a == b and type(a) is type(b)
+
+
+def same_values(a: Sequence, b: Sequence) -> bool:
+    """`same_value` for two whole sequences of the same length."""
+    return len(a) == len(b) and all(same_value(p, q) for p, q in zip(a, b))
 
 
 # --------------------------------------------------------------------------- masked fill

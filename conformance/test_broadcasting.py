@@ -52,14 +52,10 @@ def _wrap(dtype, x):
     return rules.round_to(dtype, x)
 
 
-def _mul(a, b):
-    return a * b
-
-
 # name -> (how to call it, how the oracle computes one element, dtypes it takes)
 BINARY = {
     "add": (lambda a, b: torch.add(a, b), "torch.add(a, b)", operator.add, ARITH),
-    "mul": (lambda a, b: torch.mul(a, b), "torch.mul(a, b)", _mul, ARITH),
+    "mul": (lambda a, b: torch.mul(a, b), "torch.mul(a, b)", operator.mul, ARITH),
     "eq": (lambda a, b: torch.eq(a, b), "torch.eq(a, b)", operator.eq, rules.DTYPES),
     "lt": (lambda a, b: a < b, "a < b", operator.lt, ARITH),
 }
@@ -276,7 +272,7 @@ def test_where_broadcasts_all_three_operands(device, data):
 INPLACE = {
     "add_": (lambda s, o: s.add_(o), "x.add_(other)", operator.add),
     "sub_": (lambda s, o: s.sub_(o), "x.sub_(other)", operator.sub),
-    "mul_": (lambda s, o: s.mul_(o), "x.mul_(other)", _mul),
+    "mul_": (lambda s, o: s.mul_(o), "x.mul_(other)", operator.mul),
     "+=": (None, "x += other", operator.add),
 }
 
@@ -308,7 +304,7 @@ def test_inplace_ops_never_broadcast_self(device, name, data):
 
     out, terr = attempt(run)
     if case.check_outcome(err, terr):
-        if tuple(t.shape) != self_shape or not _same(read(t), x.values):
+        if tuple(t.shape) != self_shape or not rules.same_values(read(t), x.values):
             case.fail("a refused in-place op changed self", expected=f"self unchanged {self_shape}",
                       actual=f"shape {tuple(t.shape)} values {show(read(t), tuple(t.shape))}")
         return
@@ -318,10 +314,6 @@ def test_inplace_ops_never_broadcast_self(device, name, data):
         case.fail("self changed shape", expected=self_shape, actual=tuple(t.shape))
     ov = rules.broadcast_values(other.values, other_shape, self_shape)
     case.check_values(read(t), [_wrap(dtype, fn(p, q)) for p, q in zip(x.values, ov)], self_shape)
-
-
-def _same(a, b):
-    return len(a) == len(b) and all(rules.same_value(p, q) for p, q in zip(a, b))
 
 
 @pytest.mark.parametrize("name", sorted(BINARY))
