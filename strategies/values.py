@@ -87,13 +87,16 @@ class FillValue:
 
 
 def _extremes(dtype):
+    """The dtype's edges, and precision probes: values that need every significand bit, so
+    any detour through a narrower dtype changes them."""
     if dtype == "bool":
         return [True, False]
     if dtype in rules.INT_DTYPES:
         lo, hi = rules.iinfo(dtype)
-        return [lo, hi, lo + 1, hi - 1, 0, -1]
+        return [lo, hi, lo + 1, hi - 1, 0, -1] + [p for p in (2**24 + 1, 2**53 + 1) if p <= hi]
     big = rules.finfo_max(dtype)
-    return [big, -big, math.inf, -math.inf, math.nan, 0.0, -0.0, rules.finfo_eps(dtype)]
+    probes = [rules.round_to(dtype, 0.1), rules.round_to(dtype, 1 / 3), 1 + rules.finfo_eps(dtype)]
+    return [big, -big, math.inf, -math.inf, math.nan, 0.0, -0.0, rules.finfo_eps(dtype), *probes]
 
 
 def python_scalars(dtype):
@@ -112,15 +115,19 @@ def python_scalars(dtype):
     )
 
 
+def value_tensor_scalars(dtype):
+    """What a 0-d `dtype` tensor value holds: any element (nan and +-inf included) or one
+    of the dtype's extremes (which a narrower dtype cannot hold)."""
+    return elements(dtype, allow_nan=True, allow_infinity=True) | st.sampled_from(_extremes(dtype))
+
+
 @st.composite
 def fill_values(draw, dtype, *, tensors=True):
     """A `FillValue` for a `dtype` tensor: a Python scalar (see `python_scalars`) or, when
     `tensors`, a 0-d tensor of any dtype holding one of its own elements or extremes."""
     if tensors and draw(st.booleans()):
         vdtype = draw(dtypes())
-        value = draw(elements(vdtype, allow_nan=True, allow_infinity=True)
-                     | st.sampled_from(_extremes(vdtype)))
-        return FillValue(value, vdtype)
+        return FillValue(draw(value_tensor_scalars(vdtype)), vdtype)
     return FillValue(draw(python_scalars(dtype)))
 
 
