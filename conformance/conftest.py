@@ -1,17 +1,15 @@
-"""Suite-wide pytest wiring: devices, Hypothesis profile, known deviations, run header."""
+"""Suite-wide pytest wiring: devices, Hypothesis profile, known deviations, reports, header."""
 
 from __future__ import annotations
-
-import tomllib
-from pathlib import Path
 
 import pytest
 import torch
 
+from conformance import deviations as dev
 from conformance import devices, profiles
 from conformance.failures import ConformanceFailure
+from reports import plugin as report_plugin
 
-DEVIATIONS_FILE = Path(__file__).with_name("known_deviations.toml")
 PROFILE = profiles.load_from_environment()  # --hypothesis-profile, applied later, wins
 
 
@@ -21,6 +19,14 @@ def pytest_addoption(parser):
         help="comma-separated devices to check (cpu,cuda,mps,xpu or a PrivateUse1 name); "
              "default: every device torch reports available",
     )
+    report_plugin.add_options(parser)
+
+
+def pytest_configure(config):
+    try:
+        config.pluginmanager.register(report_plugin.ReportPlugin(config), "conformance-report")
+    except dev.DeviationFileError as e:
+        raise pytest.UsageError(str(e)) from None
 
 
 def _selected(config) -> list[str]:
@@ -37,26 +43,14 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("device", params)
 
 
-def load_deviations() -> list[dict]:
-    with DEVIATIONS_FILE.open("rb") as f:
-        return tomllib.load(f).get("deviation", [])
-
-
 def pytest_collection_modifyitems(config, items):
-    here = Path(__file__).parent
-    deviations = load_deviations()
+    deviations = config.pluginmanager.get_plugin("conformance-report").deviations
     for item in items:
-        try:
-            rel = Path(item.path).relative_to(here).as_posix()
-        except ValueError:
-            continue
-        node = rel + "::" + item.name
-        for dev in deviations:
-            if node.startswith(dev["id"]):
-                item.add_marker(pytest.mark.xfail(
-                    strict=True, raises=ConformanceFailure,
-                    reason=f"known deviation: {dev['reason']} ({dev['link']})"))
-                item.user_properties.append(("known_deviation", dev["id"]))
+        entry = dev.matching(deviations, dev.relative_id(item.nodeid))
+        if entry is not None:
+            item.add_marker(pytest.mark.xfail(
+                strict=True, raises=ConformanceFailure,
+                reason=f"known deviation: {entry.reason} ({entry.link})"))
 
 
 def pytest_report_header(config):

@@ -12,7 +12,26 @@ from conformance.tensors import TensorSpec, nested, py_literal
 
 
 class ConformanceFailure(AssertionError):
-    """The backend broke a rule of the suite (as opposed to the suite crashing)."""
+    """The backend broke a rule of the suite (as opposed to the suite crashing).
+
+    Besides the message, it carries its parts (``details``: rule, device, inputs, what went
+    wrong, expected, actual, alignment table, reproduction snippet) for the reports.
+    """
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.details = details or {}
+
+
+# The example being run, for the reports: a crash or a hang leaves nothing else behind, so
+# the report plugin installs a recorder that Case calls whenever it learns more of its inputs.
+_recorder = None
+
+
+def set_recorder(fn) -> None:
+    """Call ``fn(case)`` each time a Case gains an input or a line of code (None: stop)."""
+    global _recorder
+    _recorder = fn
 
 
 def _short(values: Sequence, limit: int = 24) -> str:
@@ -43,21 +62,34 @@ class Case:
         self.inputs: list[str] = []
         self.code: list[str] = []
         self.shapes: list[tuple] = []
+        self._note()
+
+    def _note(self) -> None:
+        if _recorder is not None:
+            _recorder(self)
 
     def tensor(self, name: str, spec: TensorSpec) -> "Case":
         self.inputs.append(f"{name}: {spec.describe()}\n    values: {spec.show_values()}")
         self.code.append(spec.code(name, self.device))
         self.shapes.append(spec.shape)
+        self._note()
         return self
 
     def value(self, name: str, words: str, code: str) -> "Case":
         self.inputs.append(f"{name}: {words}")
         self.code.append(f"{name} = {code}")
+        self._note()
         return self
 
     def run(self, *lines: str) -> "Case":
         self.code.extend(lines)
+        self._note()
         return self
+
+    def state(self) -> dict:
+        """The example so far, as plain data: rule, device, inputs in words, snippet."""
+        return {"rule": self.rule, "device": self.device, "inputs": list(self.inputs),
+                "snippet": self.snippet()}
 
     def snippet(self) -> str:
         body = "\n".join(self.code)
@@ -74,11 +106,16 @@ class Case:
         if extra:
             parts.append(extra)
         shapes = self.shapes if shapes is None else shapes
-        if shapes and len(shapes) > 1:
-            parts.append(rules.explain(*shapes))
+        explanation = rules.explain(*shapes) if shapes and len(shapes) > 1 else ""
+        if explanation:
+            parts.append(explanation)
         parts.append("Reproduce (torch and numpy only, no suite imports):")
         parts.append(textwrap.indent(self.snippet(), "    "))
-        raise ConformanceFailure("\n".join(parts))
+        details = {"rule": self.rule, "device": self.device, "inputs": list(self.inputs),
+                   "what": what, "expected": None if expected is None else str(expected),
+                   "actual": None if actual is None else str(actual), "extra": extra,
+                   "explanation": explanation, "snippet": self.snippet()}
+        raise ConformanceFailure("\n".join(parts), details)
 
     # ------------------------------------------------------------------ checks
 

@@ -21,7 +21,7 @@ _quiet = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_t
           HealthCheck.large_base_example]
 
 settings.register_profile("ci", max_examples=CI_EXAMPLES, derandomize=True, database=None,
-                          deadline=None, suppress_health_check=_quiet, print_blob=False)
+                          deadline=None, suppress_health_check=_quiet, print_blob=True)
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=_quiet,
                           print_blob=True)
 settings.register_profile("thorough", max_examples=10 * CI_EXAMPLES, deadline=None,

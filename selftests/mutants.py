@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -45,14 +46,15 @@ class Mutant:
     bug: str                     # the fault, in words
     targets: tuple[str, ...]     # properties designed to catch it
     apply: Callable[[], None]
+    effect: str = "wrong"        # "wrong" results or errors; "crash" or "hang" the process
 
 
 MUTANTS: dict[str, Mutant] = {}
 
 
-def mutant(bug: str, *targets: str):
+def mutant(bug: str, *targets: str, effect: str = "wrong"):
     def register(fn):
-        MUTANTS[fn.__name__] = Mutant(fn.__name__, bug, targets, fn)
+        MUTANTS[fn.__name__] = Mutant(fn.__name__, bug, targets, fn, effect)
         return fn
     return register
 
@@ -503,6 +505,33 @@ def masked_fill__refuses_expanded_self():
                                "tensor refers to a single memory location")
         return ORIG["masked_fill_"](self, mask, value)
     T.masked_fill_ = mf_
+
+
+# --------------------------------------------------------------------------- broken processes
+# These take the process down, as a faulty native kernel does: the conformance run must
+# survive them (pytest-xdist replaces the worker, pytest-timeout ends the hang) and its
+# report must still hold every other test, and the input that brought the process down.
+
+
+@mutant("masked_fill aborts the process (SIGABRT) when every element of a 2-d or larger mask "
+        "is True", "test_masked_fill_matches_oracle", effect="crash")
+def masked_fill_aborts_on_all_true_masks():
+    def mf(self, mask, value):
+        if mask.dim() >= 2 and mask.numel() > 1 and bool(mask.all()):
+            os.abort()
+        return ORIG["masked_fill"](self, mask, value)
+    T.masked_fill = mf
+
+
+@mutant("broadcast_to never returns when the target shape has a zero-size dimension",
+        "test_broadcast_to_agrees_with_the_one_way_rule", effect="hang")
+def broadcast_to_hangs_on_empty_shapes():
+    def bt(x, shape):
+        if 0 in tuple(shape):
+            while True:
+                time.sleep(3600)
+        return ORIG["broadcast_to"](x, shape)
+    torch.broadcast_to = bt
 
 
 # --------------------------------------------------------------------------- plugin

@@ -1,0 +1,88 @@
+"""Known deviations: where a backend departs from the documented rules, on purpose and on record.
+
+One TOML file per backend (``conformance/deviations/<backend>.toml``, like array-api-tests'
+xfails files), chosen with ``--deviations FILE[,FILE...]``.  Each ``[[deviation]]`` entry has
+
+* ``id``: a test id relative to ``conformance/`` (``test_module.py::test_name[params]``); it
+  matches every test whose id starts with it, so ``test_x.py::test_y`` covers all its
+  parameters and ``test_x.py::test_y[cuda`` only the CUDA ones;
+* ``reason``: what the backend does instead of what the rule says;
+* ``link``: where the rule is documented (or the upstream bug).
+
+A matched test still runs, as a strict xfail that accepts only a ConformanceFailure: the run
+stays green on the deviation, turns red on any other failure, and turns red once the
+backend is fixed (the report says "fixed: remove the entry").  An entry that matches no
+collected test is reported too, so the lists do not rot.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+DIRECTORY = Path(__file__).with_name("deviations")
+DEFAULT_BACKEND = "torch"
+
+
+class DeviationFileError(ValueError):
+    """A deviation file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Deviation:
+    id: str
+    reason: str
+    link: str
+    file: str
+
+    def matches(self, test_id: str) -> bool:
+        return test_id.startswith(self.id)
+
+
+def default_files(backend: str = DEFAULT_BACKEND) -> list[Path]:
+    return [DIRECTORY / f"{backend}.toml"]
+
+
+def load(paths: list[Path]) -> list[Deviation]:
+    """Every entry of the given files, validated."""
+    found: list[Deviation] = []
+    for path in paths:
+        try:
+            with Path(path).open("rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise DeviationFileError(f"deviation file {path}: cannot read it ({e.strerror})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise DeviationFileError(f"deviation file {path}: not valid TOML ({e})") from None
+        unknown = set(data) - {"deviation"}
+        if unknown:
+            raise DeviationFileError(f"deviation file {path}: unknown tables {sorted(unknown)}; "
+                                     "entries go in [[deviation]]")
+        for n, entry in enumerate(data.get("deviation", []), 1):
+            where = f"deviation file {path}, entry {n}"
+            if not isinstance(entry, dict):
+                raise DeviationFileError(f"{where}: expected a table")
+            missing = [k for k in ("id", "reason", "link") if not isinstance(entry.get(k), str)
+                       or not entry[k].strip()]
+            if missing:
+                raise DeviationFileError(f"{where}: needs a non-empty string for {missing}")
+            extra = set(entry) - {"id", "reason", "link"}
+            if extra:
+                raise DeviationFileError(f"{where}: unknown keys {sorted(extra)}")
+            if "::" not in entry["id"]:
+                raise DeviationFileError(f"{where}: id {entry['id']!r} is not a test id "
+                                         "(test_module.py::test_name[params])")
+            found.append(Deviation(entry["id"], entry["reason"].strip(), entry["link"], str(path)))
+    return found
+
+
+def matching(deviations: list[Deviation], test_id: str) -> Deviation | None:
+    """The longest (most specific) entry whose id is a prefix of ``test_id``."""
+    hits = [d for d in deviations if d.matches(test_id)]
+    return max(hits, key=lambda d: len(d.id)) if hits else None
+
+
+def relative_id(nodeid: str) -> str:
+    """A pytest node id relative to the conformance directory."""
+    return nodeid.split("conformance/", 1)[1] if nodeid.startswith("conformance/") else nodeid

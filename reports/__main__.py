@@ -1,0 +1,100 @@
+"""Command line: ``python -m reports {compare,replay,render,validate} ...``.
+
+Exit codes: 0 success (compare: no regression; replay: the failure reproduced), 1 the
+answer is no (compare: a regression; replay: it did not reproduce), 2 unusable input (a
+missing, unreadable, non-JSON or foreign file, a wrong schema version, an unknown test id),
+always with one line on stderr saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from reports import schema
+
+EXIT_OK, EXIT_NO, EXIT_UNUSABLE = 0, 1, 2
+
+
+class Unusable(Exception):
+    """Input the command cannot work with; the message is the one line to print."""
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise Unusable(f"cannot write {path}: {e.strerror}") from None
+
+
+def cmd_compare(args) -> int:
+    from reports import compare
+    base, cand = schema.load(args.baseline), schema.load(args.candidate)
+    diff = compare.compare(base, cand)
+    names = (args.baseline, args.candidate)
+    sys.stdout.write(compare.text(diff, *names))
+    if args.markdown:
+        _write(args.markdown, compare.markdown(diff, *names))
+    if args.html:
+        _write(args.html, compare.html(diff, *names))
+    return EXIT_NO if diff.regressions else EXIT_OK
+
+
+def cmd_render(args) -> int:
+    from reports import render
+    doc = schema.load(args.report)
+    out = Path(args.out or Path(args.report).parent)
+    _write(str(out / "report.md"), render.markdown(doc))
+    _write(str(out / "report.html"), render.html(doc))
+    print(f"written: {out / 'report.md'}, {out / 'report.html'}")
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    doc = schema.load(args.report)
+    print(f"{args.report}: a valid report (schema version {schema.VERSION}, {len(doc['results'])} tests)")
+    return EXIT_OK
+
+
+def cmd_replay(args) -> int:
+    from reports import replay
+    return replay.replay(schema.load(args.report), args.test_id, dry_run=args.dry_run,
+                         extra=args.pytest_args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("compare", help="list regressions, fixes and changes from BASELINE to CANDIDATE")
+    p.add_argument("baseline")
+    p.add_argument("candidate")
+    p.add_argument("--markdown", metavar="FILE", help="also write the comparison as Markdown")
+    p.add_argument("--html", metavar="FILE", help="also write the comparison as a self-contained HTML page")
+    p.set_defaults(run=cmd_compare)
+    p = sub.add_parser("replay", help="re-run a failure recorded in REPORT (its test id, or a unique prefix)")
+    p.add_argument("report")
+    p.add_argument("test_id")
+    p.add_argument("--dry-run", action="store_true", help="print the recorded failure and the command only")
+    p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARG",
+                   help="extra pytest arguments after --, e.g. the plugin of the backend under test")
+    p.set_defaults(run=cmd_replay)
+    p = sub.add_parser("render", help="write report.md and report.html from a report.json")
+    p.add_argument("report")
+    p.add_argument("--out", metavar="DIR", help="where to write them (default: beside the report)")
+    p.set_defaults(run=cmd_render)
+    p = sub.add_parser("validate", help="check a report.json against the schema")
+    p.add_argument("report")
+    p.set_defaults(run=cmd_validate)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (schema.UnusableReport, Unusable) as e:
+        print(f"{parser.prog} {args.command}: {e}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

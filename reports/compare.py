@@ -1,0 +1,187 @@
+"""Compare two reports: what regressed, what was fixed, what changed, and in which environment.
+
+A test is keyed by its id (``module.py::property[params]``, the device among the params).
+Its change of outcome from the baseline to the candidate falls in exactly one class:
+
+* regression: it was passing (or a known deviation) and now fails, crashes or times out, or
+  the candidate planned it and never finished it;
+* still broken: broken in both reports;
+* fix: broken or a known deviation before, passing now (a fixed deviation counts);
+* deviation change: a passing test is now excused as a known deviation, or a deviation entry
+  was added, removed or changed status;
+* coverage change: it ran before and is skipped now, or the other way round;
+* new / removed: in only one report.
+
+Only regressions make ``python -m reports compare`` exit 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reports import render, schema
+
+WAS_GOOD = frozenset({"passed", "known_deviation", "fixed"})
+
+
+@dataclass
+class Change:
+    id: str
+    before: str | None
+    after: str | None
+    note: str = ""
+
+
+@dataclass
+class Diff:
+    regressions: list[Change] = field(default_factory=list)
+    still_broken: list[Change] = field(default_factory=list)
+    fixes: list[Change] = field(default_factory=list)
+    deviation_changes: list[Change] = field(default_factory=list)
+    coverage: list[Change] = field(default_factory=list)
+    new: list[Change] = field(default_factory=list)
+    removed: list[Change] = field(default_factory=list)
+    environment: list[tuple[str, str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    SECTIONS = (("regressions", "Regressions"), ("fixes", "Fixes"),
+                ("still_broken", "Still broken"), ("deviation_changes", "Known deviations changed"),
+                ("coverage", "Coverage changed"), ("new", "New tests"), ("removed", "Removed tests"))
+
+
+def _flatten(prefix: str, value, out: dict) -> dict:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        for i, v in enumerate(value):
+            _flatten(f"{prefix}[{i}]", v, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _failure_line(record: dict) -> str:
+    f = record.get("failure") or {}
+    text = f.get("what") or f.get("message") or ""
+    return " ".join(str(text).split())[:200]
+
+
+def compare(base: dict, cand: dict) -> Diff:
+    diff = Diff()
+    old = {r["id"]: r for r in base["results"]}
+    new = {r["id"]: r for r in cand["results"]}
+    unfinished = set(cand["run"]["not_run"])
+    for test_id in sorted(old.keys() | new.keys() | (unfinished & old.keys())):
+        a, b = old.get(test_id), new.get(test_id)
+        before = a["outcome"] if a else None
+        after = b["outcome"] if b else None
+        if a is None:
+            note = _failure_line(b) if after in schema.BROKEN else ""
+            diff.new.append(Change(test_id, None, after, note))
+        elif b is None and test_id in unfinished:
+            change = Change(test_id, before, "not run", "the candidate planned it but never finished it")
+            (diff.regressions if before in WAS_GOOD else diff.still_broken).append(change)
+        elif b is None:
+            diff.removed.append(Change(test_id, before, None))
+        elif before in WAS_GOOD and after in schema.BROKEN:
+            diff.regressions.append(Change(test_id, before, after, _failure_line(b)))
+        elif before in schema.BROKEN and after in schema.BROKEN:
+            note = f"was {schema.WORDS[before]}" if before != after else ""
+            diff.still_broken.append(Change(test_id, before, after, note or _failure_line(b)))
+        elif after in ("passed", "fixed") and before in schema.BROKEN | {"known_deviation"}:
+            diff.fixes.append(Change(test_id, before, after))
+        elif before == "passed" and after == "known_deviation":
+            diff.deviation_changes.append(Change(test_id, before, after,
+                                                 f"now excused by {b['deviation']['id']!r}"))
+        elif (before == "skipped") != (after == "skipped"):
+            diff.coverage.append(Change(test_id, before, after, b.get("skip_reason") or ""))
+    old_entries = {e["id"]: e for e in base["deviations"]["entries"]}
+    new_entries = {e["id"]: e for e in cand["deviations"]["entries"]}
+    for entry_id in sorted(old_entries.keys() | new_entries.keys()):
+        a, b = old_entries.get(entry_id), new_entries.get(entry_id)
+        if a is None:
+            diff.deviation_changes.append(Change(entry_id, None, b["status"], "entry added: " + b["reason"][:160]))
+        elif b is None:
+            diff.deviation_changes.append(Change(entry_id, a["status"], None, "entry removed"))
+        elif a["status"] != b["status"]:
+            diff.deviation_changes.append(Change(entry_id, a["status"], b["status"], "entry status changed"))
+    env_a = _flatten("", {"suite": base["suite"], "environment": base["environment"]}, {})
+    env_b = _flatten("", {"suite": cand["suite"], "environment": cand["environment"]}, {})
+    for key in sorted(env_a.keys() | env_b.keys()):
+        if env_a.get(key) != env_b.get(key):
+            diff.environment.append((key, str(env_a.get(key, "-")), str(env_b.get(key, "-"))))
+    if not cand["run"]["complete"]:
+        diff.warnings.append(f"the candidate run is incomplete ({len(unfinished)} planned tests have no "
+                             "result, or the session did not finish)")
+    if not base["run"]["complete"]:
+        diff.warnings.append("the baseline run is incomplete")
+    return diff
+
+
+def _words(outcome: str | None) -> str:
+    return schema.WORDS.get(outcome, outcome) if outcome else "absent"
+
+
+def text(diff: Diff, base_name: str, cand_name: str) -> str:
+    lines = [f"compare {base_name} -> {cand_name}"]
+    lines += [f"warning: {w}" for w in diff.warnings]
+    for attr, title in Diff.SECTIONS:
+        changes = getattr(diff, attr)
+        if changes:
+            lines.append(f"{title} ({len(changes)}):")
+            for c in changes:
+                note = f"  [{c.note}]" if c.note else ""
+                lines.append(f"  {c.id}: {_words(c.before)} -> {_words(c.after)}{note}")
+    if diff.environment:
+        lines.append(f"Environment differences ({len(diff.environment)}):")
+        lines += [f"  {k}: {a} -> {b}" for k, a, b in diff.environment]
+    verdict = (f"REGRESSION: {len(diff.regressions)} tests that passed in the baseline now fail"
+               if diff.regressions else "no regression")
+    lines.append(verdict)
+    return "\n".join(lines) + "\n"
+
+
+def markdown(diff: Diff, base_name: str, cand_name: str) -> str:
+    md = render.md
+    out = [f"# Conformance compare: {md(base_name)} → {md(cand_name)}", "",
+           f"**{'REGRESSION' if diff.regressions else 'No regression'}**: "
+           + ", ".join(f"{len(getattr(diff, a))} {t.lower()}" for a, t in Diff.SECTIONS), ""]
+    out += [f"> warning: {md(w)}" for w in diff.warnings]
+    for attr, title in Diff.SECTIONS:
+        changes = getattr(diff, attr)
+        if changes:
+            out += ["", f"## {title} ({len(changes)})", "", "| test | before | after | note |",
+                    "| --- | --- | --- | --- |"]
+            out += [f"| {render.code(c.id)} | {md(_words(c.before))} | {md(_words(c.after))} | {md(c.note)} |"
+                    for c in changes]
+    if diff.environment:
+        out += ["", f"## Environment differences ({len(diff.environment)})", "",
+                "| key | baseline | candidate |", "| --- | --- | --- |"]
+        out += [f"| {md(k)} | {md(a)} | {md(b)} |" for k, a, b in diff.environment]
+    return "\n".join(out) + "\n"
+
+
+def html(diff: Diff, base_name: str, cand_name: str) -> str:
+    esc = render.esc
+    verdict = "REGRESSION" if diff.regressions else "No regression"
+    b = [f"<h1>Conformance compare</h1><p class=\"env\">{esc(base_name)} → {esc(cand_name)}</p>",
+         f'<p class="status"><b>{esc(verdict)}</b></p>']
+    b += [f"<p><b>warning:</b> {esc(w)}</p>" for w in diff.warnings]
+    for attr, title in Diff.SECTIONS:
+        changes = getattr(diff, attr)
+        if not changes:
+            continue
+        b.append(f"<h2>{esc(title)} ({len(changes)})</h2><table><thead><tr><th>test</th><th>before</th>"
+                 "<th>after</th><th>note</th></tr></thead><tbody>")
+        for c in changes:
+            cls = lambda o: f' class="o-{o}"' if o in schema.OUTCOMES else ""  # noqa: E731
+            b.append(f"<tr><td><code>{esc(c.id)}</code></td><td{cls(c.before)}>{esc(_words(c.before))}</td>"
+                     f"<td{cls(c.after)}>{esc(_words(c.after))}</td><td>{esc(c.note)}</td></tr>")
+        b.append("</tbody></table>")
+    if diff.environment:
+        b.append(f"<h2>Environment differences ({len(diff.environment)})</h2><table><thead><tr><th>key</th>"
+                 "<th>baseline</th><th>candidate</th></tr></thead><tbody>")
+        b += [f"<tr><td>{esc(k)}</td><td>{esc(x)}</td><td>{esc(y)}</td></tr>" for k, x, y in diff.environment]
+        b.append("</tbody></table>")
+    return render.html_page(f"Conformance compare: {verdict}", "\n".join(b))

@@ -1,0 +1,443 @@
+"""The pytest plugin that writes report.json, report.md and report.html as results arrive.
+
+Registered by ``conformance/conftest.py``.  Under pytest-xdist each worker sends what only it
+knows (examples run, the failure's structured details) to the controller inside the test
+report's ``user_properties``; the controller (or the single process) owns the report, so a
+worker that dies loses nothing but its own test, which the controller records as crashed or
+timed out with the input the worker's flight recorder (``reports/inflight.py``) left behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from conformance import deviations as dev
+from conformance import devices as devmod
+from conformance import failures
+from reports import environment, inflight, render, schema
+
+PAYLOAD = "conformance-report"
+MAX_WORKER_RESTARTS = 100  # a backend that crashes in more tests than this stops the run
+_BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([A-Za-z0-9+/=]*)'\)")
+RENDER_EVERY_S = 2.0
+
+
+def add_options(parser) -> None:
+    group = parser.getgroup("conformance report")
+    group.addoption("--report-dir", default=None,
+                    help="where report.json/md/html go (default: reports/out under the checkout)")
+    group.addoption("--no-report", action="store_true", help="write no report")
+    group.addoption("--deviations", default=None,
+                    help="comma-separated known-deviation files (default: "
+                         "conformance/deviations/torch.toml); 'none' for no file")
+    group.addoption("--replay-blob", default=None, metavar="VERSION:BLOB",
+                    help="run each selected test once on the example Hypothesis encoded in BLOB "
+                         "(what `python -m reports replay` passes)")
+
+
+def deviation_files(config) -> list[Path]:
+    option = config.getoption("--deviations")
+    if option is None:
+        return dev.default_files()
+    if option.strip().lower() == "none":
+        return []
+    return [Path(p.strip()) for p in option.split(",") if p.strip()]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _timeout_of(item) -> float | None:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and (marker.args or "timeout" in marker.kwargs):
+        value = marker.args[0] if marker.args else marker.kwargs["timeout"]
+    else:
+        value = item.config.getoption("timeout", None)
+        if value is None:
+            try:
+                value = item.config.getini("timeout")
+            except ValueError:  # pytest-timeout is not installed
+                value = None
+    try:
+        value = float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    return value or None
+
+
+def _rule_of(item) -> str | None:
+    doc = inspect.getdoc(getattr(item, "function", None))
+    return " ".join(doc.split("\n\n")[0].split()) if doc else None
+
+
+def _params_of(item) -> dict[str, str]:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return {}
+    return {k: str(getattr(v, "name", v)) for k, v in callspec.params.items()}
+
+
+def split_id(test_id: str) -> tuple[str, str]:
+    """'test_m.py::test_p[cpu]' -> ('test_m.py', 'test_p')."""
+    module, _, rest = test_id.partition("::")
+    return module, rest.split("[", 1)[0]
+
+
+def describe_failure(exc: BaseException, report, last_case) -> dict:
+    """Plain data for a failed test: the structured ConformanceFailure, or the error and the
+    inputs of the last example the property started (Hypothesis replays the minimal one last)."""
+    errors = list(exc.exceptions) if isinstance(exc, BaseExceptionGroup) else [exc]
+    main = next((e for e in errors if isinstance(e, failures.ConformanceFailure)), errors[0])
+    notes = [str(n) for n in getattr(main, "__notes__", [])]
+    blob = next((m for n in notes if (m := _BLOB.search(n))), None)
+    falsifying = "\n".join(n.strip("\n") for n in notes if "reproduce_failure" not in n).strip()
+    if isinstance(main, failures.ConformanceFailure):
+        out = {"kind": "violation", **main.details}
+        message = str(main)
+    else:
+        state = last_case.state() if last_case is not None else {}
+        out = {"kind": "error", "rule": state.get("rule"), "device": state.get("device"),
+               "inputs": state.get("inputs", []), "snippet": state.get("snippet")}
+        message = f"{type(main).__name__}: {main}"
+        out["traceback"] = report.longreprtext[-8000:]
+    out.update(error_type=type(main).__name__, message=message[:20000], phase=report.when,
+               falsifying_example=falsifying or None, distinct_failures=len(errors),
+               hypothesis_blob=f"{blob.group(1)}:{blob.group(2)}" if blob else None)
+    out.setdefault("inputs", [])
+    out.setdefault("snippet", None)
+    return out
+
+
+class ReportPlugin:
+    def __init__(self, config):
+        self.config = config
+        self.worker_id = config.workerinput["workerid"] if hasattr(config, "workerinput") else None
+        self.controller = self.worker_id is None
+        root = Path(str(config.rootpath))
+        self.root = root
+        self.enabled = not config.getoption("--no-report")
+        self.out = Path(config.getoption("--report-dir") or root / "reports" / "out").resolve()
+        self.deviations = dev.load(deviation_files(config))
+        self.recorder = None
+        self.last_case = None
+        self.calls = 0
+        self.body_time = 0.0
+        # controller state
+        self.records: dict[str, dict] = {}
+        self.meta: dict[str, dict] = {}
+        self.planned: list[str] | None = None
+        self.doc: dict | None = None
+        self.last_render = 0.0
+        self.t0 = time.time()
+        if self.controller and hasattr(config.option, "maxworkerrestart") \
+                and config.option.maxworkerrestart is None:
+            config.option.maxworkerrestart = str(MAX_WORKER_RESTARTS)
+
+    # ------------------------------------------------------------------ every process
+
+    def _inflight_path(self, worker: str) -> Path:
+        return self.out / ".inflight" / f"{worker}.rec"
+
+    def pytest_sessionstart(self, session):
+        if not self.enabled:
+            return
+        self.recorder = inflight.Recorder(self._inflight_path(self.worker_id or "main"))
+        failures.set_recorder(self._note_case)
+        if self.controller:
+            self._start_document()
+
+    def _note_case(self, case) -> None:
+        self.last_case = case
+        self.recorder.example(case.state())
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        if self.recorder is not None:
+            self.recorder.begin(item.nodeid, _timeout_of(item))
+        yield
+        if self.recorder is not None:
+            self.recorder.end()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item):
+        handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+        blob = self.config.getoption("--replay-blob")
+        if handle is None:
+            yield
+            return
+        if blob:
+            from hypothesis import reproduce_failure
+            version, _, data = blob.partition(":")
+            reproduce_failure(version, data.encode())(item.obj)
+        inner = handle.inner_test
+        self.calls, self.body_time, self.last_case = 0, 0.0, None
+
+        @functools.wraps(inner)
+        def counted(*args, **kwargs):
+            self.calls += 1
+            self.last_case = None
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.body_time += time.perf_counter() - t
+
+        handle.inner_test = counted
+        try:
+            yield
+        finally:
+            handle.inner_test = inner
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = (yield).get_result()
+        if not self.enabled:
+            return
+        data: dict = {"when": report.when}
+        if report.when == "setup":
+            data.update(rule=_rule_of(item), params=_params_of(item))
+        if report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis"):
+            data.update(examples=self.calls, body_time_s=round(self.body_time, 4))
+        if call.excinfo is not None and (report.failed or hasattr(report, "wasxfail")):
+            data["failure"] = describe_failure(call.excinfo.value, report, self.last_case)
+        report.user_properties.append((PAYLOAD, json.dumps(data)))
+
+    # ------------------------------------------------------------------ controller
+
+    def pytest_collection_finish(self, session):
+        if self.controller and self.enabled:
+            self.planned = [item.nodeid for item in session.items]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        if self.planned is None:
+            self.planned = list(ids)
+
+    def _start_document(self) -> None:
+        from hypothesis import settings
+        config = self.config
+        selected = devmod.parse(config.getoption("--device"))
+        current = settings()
+        profile = {"profile": config.getoption("hypothesis_profile", None)
+                   or os.environ.get("HYPOTHESIS_PROFILE") or "ci",
+                   "max_examples": current.max_examples, "derandomize": current.derandomize,
+                   "seed": config.getoption("hypothesis_seed", None)}
+        devices = [{"name": d, "description": devmod.describe(d), "available": devmod.is_available(d)}
+                   for d in selected]
+        workers = getattr(config.option, "numprocesses", None) or 0
+        env = environment.capture(self.root, devices, profile, int(workers) if str(workers).isdigit() else 0)
+        self.doc = {
+            "schema": schema.NAME, "schema_version": schema.VERSION,
+            "suite": {"name": schema.SUITE, "version": "0.1.0", **env["suite"]},
+            "run": {"started": _now(), "finished": None, "duration_s": None, "complete": False,
+                    "exit_status": None, "backend": "torch", "devices": selected,
+                    "argv": [str(a) for a in config.invocation_params.args],
+                    "planned": None, "not_run": [], "report_dir": str(self.out)},
+            "environment": env, "counts": {},
+            "deviations": {"files": [str(p) for p in deviation_files(config)], "entries": []},
+            "results": [],
+        }
+        self._write(final=True)
+
+    def _payloads(self, report) -> dict:
+        merged: dict = {}
+        for key, value in report.user_properties:
+            if key == PAYLOAD:
+                data = json.loads(value)
+                if data.get("when") == report.when:
+                    merged.update(data)
+        return merged
+
+    def _record(self, nodeid: str) -> dict:
+        if nodeid not in self.records:
+            test_id = dev.relative_id(nodeid)
+            module, prop = split_id(test_id)
+            deviation = dev.matching(self.deviations, test_id)
+            self.records[nodeid] = {
+                "id": test_id, "property": prop, "module": module, "rule": None, "params": {},
+                "device": None, "outcome": "passed", "examples": None, "time_s": 0.0,
+                "body_time_s": None, "skip_reason": None,
+                "deviation": None if deviation is None else {
+                    "id": deviation.id, "reason": deviation.reason, "link": deviation.link,
+                    "file": deviation.file},
+                "failure": None,
+            }
+        return self.records[nodeid]
+
+    def pytest_runtest_logreport(self, report):
+        if not (self.controller and self.enabled and self.doc is not None):
+            return
+        rec = self._record(report.nodeid)
+        data = self._payloads(report)
+        rec["time_s"] = round(rec["time_s"] + (report.duration or 0.0), 4)
+        if report.when == "???":  # pytest-xdist: the worker died while running this test
+            self._crashed(rec, report)
+        elif report.when == "setup":
+            rec["rule"] = data.get("rule")
+            rec["params"] = data.get("params", {})
+            rec["device"] = rec["params"].get("device")
+            if report.skipped:
+                rec["outcome"] = "skipped"
+                rec["skip_reason"] = (report.longrepr[2] if isinstance(report.longrepr, tuple)
+                                      else str(report.longrepr)).removeprefix("Skipped: ")
+            elif report.failed:
+                rec["outcome"], rec["failure"] = "failed", data.get("failure") or self._bare(report)
+        elif report.when == "call":
+            rec["examples"] = data.get("examples")
+            rec["body_time_s"] = data.get("body_time_s")
+            if hasattr(report, "wasxfail"):
+                rec["outcome"] = "known_deviation"
+                rec["failure"] = data.get("failure")
+            elif report.passed:
+                rec["outcome"] = "passed"
+            elif report.skipped:
+                rec["outcome"] = "skipped"
+                rec["skip_reason"] = str(report.longrepr[2] if isinstance(report.longrepr, tuple)
+                                         else report.longrepr)
+            elif str(report.longrepr).startswith("[XPASS(strict)]"):
+                rec["outcome"] = "fixed"
+                rec["failure"] = {"kind": "fixed", "error_type": "XPASS", "inputs": [], "snippet": None,
+                                  "message": f"the known deviation {rec['deviation']['id']!r} no longer "
+                                             f"shows: the property passed. Remove the entry from "
+                                             f"{rec['deviation']['file']}."}
+            else:
+                failure = data.get("failure") or self._bare(report)
+                rec["outcome"] = "timed_out" if self._timeout_message(failure) else "failed"
+                rec["failure"] = failure
+        elif report.when == "teardown" and report.failed and rec["outcome"] in ("passed", "skipped"):
+            rec["outcome"], rec["failure"] = "failed", data.get("failure") or self._bare(report)
+        self._write()
+
+    @staticmethod
+    def _timeout_message(failure: dict) -> bool:
+        return failure.get("error_type") == "Failed" and "Timeout" in failure.get("message", "")
+
+    @staticmethod
+    def _bare(report) -> dict:
+        return {"kind": "error", "error_type": "error", "inputs": [], "snippet": None,
+                "phase": report.when, "message": report.longreprtext[-20000:]}
+
+    def _crashed(self, rec: dict, report) -> None:
+        node = getattr(report, "node", None)
+        worker = getattr(getattr(node, "gateway", None), "id", None)
+        left = inflight.read(self._inflight_path(worker)) if worker else None
+        example, elapsed, limit = {}, None, None
+        if left and left.get("nodeid") == report.nodeid:
+            example = left.get("example") or {}
+            elapsed = time.time() - float(left.get("started", time.time()))
+            limit = left.get("timeout")
+        timed_out = bool(limit) and elapsed is not None and elapsed >= 0.98 * float(limit)
+        rec["outcome"] = "timed_out" if timed_out else "crashed"
+        if elapsed is not None:
+            rec["time_s"] = round(elapsed, 3)
+        how = (f"it ran past its time limit of {limit:g} s and pytest-timeout stopped the process"
+               if timed_out else "the process died (abort, segfault or os._exit)")
+        when = f" after {elapsed:.1f} s" if elapsed is not None else ""
+        what = ("the example it was running is below" if example.get("inputs")
+                else "it had not started an example (the crash came before any input was built)")
+        rec["failure"] = {
+            "kind": "timeout" if timed_out else "crash",
+            "error_type": "Timeout" if timed_out else "WorkerCrash",
+            "phase": "call", "rule": example.get("rule"), "device": example.get("device"),
+            "inputs": example.get("inputs", []), "snippet": example.get("snippet"),
+            "message": f"worker {worker or '?'} died while running {rec['id']}{when}: {how}; {what}.",
+        }
+
+    def pytest_sessionfinish(self, session, exitstatus):
+        if not self.enabled:
+            return
+        if self.controller and self.doc is not None:
+            run = self.doc["run"]
+            run["finished"] = _now()
+            run["duration_s"] = round(time.time() - self.t0, 2)
+            run["exit_status"] = int(exitstatus)
+            self._write(final=True, finished=True)
+        if self.recorder is not None:
+            failures.set_recorder(None)
+            self.recorder.close()
+            if self.controller:  # what crashed workers left is in the report now
+                for left in self.recorder.path.parent.glob("*.rec"):
+                    left.unlink(missing_ok=True)
+                self.recorder.path.parent.rmdir()
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if not (self.controller and self.enabled and self.doc is not None):
+            return
+        terminalreporter.section("conformance report")
+        for entry in self.doc["deviations"]["entries"]:
+            if entry["status"] == "fixed":
+                terminalreporter.write_line(f"known deviation fixed: remove {entry['id']!r} from {entry['file']}")
+            elif entry["status"] == "unmatched":
+                terminalreporter.write_line(f"known deviation {entry['id']!r} ({entry['file']}) matches no "
+                                            "collected test: remove or correct it")
+        counts = ", ".join(f"{n} {schema.WORDS[o]}" for o, n in self.doc["counts"].items())
+        terminalreporter.write_line(f"{counts or 'no results'}")
+        for name in ("report.json", "report.md", "report.html"):
+            terminalreporter.write_line(f"written: {self.out / name}")
+
+    # ------------------------------------------------------------------ writing
+
+    def _deviation_entries(self, finished: bool) -> list[dict]:
+        planned = [dev.relative_id(n) for n in (self.planned or [])]
+        by_id = {r["id"]: r for r in self.records.values()}
+        entries = []
+        for d in self.deviations:
+            tests = sorted(t for t in set(planned) | set(by_id) if d.matches(t))
+            outcomes = {by_id[t]["outcome"] for t in tests if t in by_id}
+            if "fixed" in outcomes:
+                status = "fixed"
+            elif outcomes:
+                status = "matched"
+            elif tests or not finished or self.planned is None or not self._covers(d, planned):
+                status = "not_run"
+            else:
+                status = "unmatched"
+            entries.append({"id": d.id, "reason": d.reason, "link": d.link, "file": d.file,
+                            "status": status, "tests": tests})
+        return entries
+
+    def _covers(self, d: dev.Deviation, planned: list[str]) -> bool:
+        """Whether this run collected the module the entry names (or the module is gone), so that
+        matching nothing means the entry is wrong rather than outside a partial run."""
+        module = d.id.split("::", 1)[0]
+        exists = (self.root / "conformance" / module).is_file()
+        return not exists or any(t.startswith(module + "::") for t in planned)
+
+    def _write(self, final: bool = False, finished: bool = False) -> None:
+        doc = self.doc
+        results = sorted(self.records.values(), key=lambda r: r["id"])
+        doc["results"] = results
+        counts = {o: 0 for o in schema.OUTCOMES}
+        for r in results:
+            counts[r["outcome"]] += 1
+        doc["counts"] = {o: n for o, n in counts.items() if n}
+        run = doc["run"]
+        run["planned"] = None if self.planned is None else len(self.planned)
+        done = set(self.records)
+        run["not_run"] = [dev.relative_id(n) for n in (self.planned or []) if n not in done]
+        run["complete"] = bool(finished and self.planned is not None and not run["not_run"]
+                               and run["exit_status"] in (0, 1))
+        doc["deviations"]["entries"] = self._deviation_entries(finished)
+        self.out.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.out / "report.json", json.dumps(doc, indent=1) + "\n")
+        now = time.monotonic()
+        if final or now - self.last_render >= RENDER_EVERY_S:
+            self.last_render = now
+            _atomic_write(self.out / "report.md", render.markdown(doc))
+            _atomic_write(self.out / "report.html", render.html(doc))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,316 @@
+"""report.md (a CI job summary) and report.html (one self-contained page) from a report.
+
+Every string that came from a run (reprs, messages, snippets, ids, environment) is escaped
+on its way out: into HTML with ``html.escape``, into Markdown by escaping markup and fencing
+code with a fence longer than any run of backticks inside it.  The HTML page loads nothing:
+its style and script are inline and pinned by hash in a Content-Security-Policy, so even
+markup that slipped through could not run script or fetch anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html as htmllib
+import re
+from collections import defaultdict
+
+from reports import schema
+
+MAX_MD_FAILURES = 25
+NO_DEVICE = "no device"  # the column of properties of shapes alone (broadcast_shapes)
+MAX_MESSAGE = 6000
+COLOURS = {  # outcome: (background, text)
+    "passed": ("#d8f0d8", "#1c5c1c"), "failed": ("#f7c9c9", "#7a1010"),
+    "crashed": ("#4a0d0d", "#ffffff"), "timed_out": ("#f2d29b", "#6b3d00"),
+    "fixed": ("#cfe0f7", "#123f7a"), "known_deviation": ("#efe3a8", "#5a4a00"),
+    "skipped": ("#e4e4e4", "#444444"),
+}
+SYMBOL = {"passed": "pass", "failed": "FAIL", "crashed": "CRASH", "timed_out": "TIMEOUT",
+          "fixed": "fixed", "known_deviation": "deviation", "skipped": "skip"}
+
+
+# --------------------------------------------------------------------------- shared
+
+
+PLURAL = {"known_deviation": "known deviations"}
+
+
+def headline(doc: dict) -> str:
+    counts = doc["counts"]
+    parts = [f"{counts[o]} {PLURAL.get(o, schema.WORDS[o]) if counts[o] > 1 else schema.WORDS[o]}"
+             for o in schema.OUTCOMES if counts.get(o)]
+    return ", ".join(parts) or "no results yet"
+
+
+def status(doc: dict) -> str:
+    run, counts = doc["run"], doc["counts"]
+    bad = sum(counts.get(o, 0) for o in schema.BROKEN) + counts.get("fixed", 0)
+    state = "FAILED" if bad else "passed"
+    if not run["complete"]:
+        left = len(run["not_run"])
+        state += (f" (INCOMPLETE: {left} planned tests have no result)" if run["finished"] or left
+                  else " (in progress)")
+    return state
+
+
+def environment_line(doc: dict) -> str:
+    env = doc["environment"]
+    hyp = env["hypothesis"]
+    suite = doc["suite"]
+    commit = (suite.get("commit") or "unknown")[:12] + (" (modified)" if suite.get("dirty") else "")
+    devices = ", ".join(d.get("description", d["name"]) + ("" if d["available"] else " (unavailable)")
+                        for d in env["devices"])
+    return (f"torch {env['torch']['version']} · Python {env['python'].get('version', '?')} · "
+            f"{env['platform'].get('system', '?')} {env['platform'].get('machine', '')} · "
+            f"Hypothesis {env.get('packages', {}).get('hypothesis', '?')}, profile {hyp['profile']} "
+            f"({hyp.get('max_examples', '?')} examples"
+            f"{', derandomized' if hyp.get('derandomize') else ''}) · devices: {devices} · suite {commit}")
+
+
+def matrix(doc: dict) -> tuple[list[str], list[tuple[str, str, dict]]]:
+    """(devices, rows): one row per test id without its device, one column per device."""
+    devices = sorted({r["device"] or NO_DEVICE for r in doc["results"]})
+    rows: dict[tuple[str, str], dict] = defaultdict(dict)
+    for r in doc["results"]:
+        others = "-".join(v for k, v in r["params"].items() if k != "device")
+        rows[(f"{r['module']}::{r['property']}", others)][r["device"] or NO_DEVICE] = r
+    return devices, [(name, params, cells) for (name, params), cells in sorted(rows.items())]
+
+
+def failures(doc: dict) -> list[dict]:
+    order = {o: i for i, o in enumerate(schema.OUTCOMES)}
+    return sorted((r for r in doc["results"] if r["failure"] and r["outcome"] != "known_deviation"),
+                  key=lambda r: (order[r["outcome"]], r["id"]))
+
+
+def _clip(text: str | None, n: int = MAX_MESSAGE) -> str:
+    text = text or ""
+    return text if len(text) <= n else text[:n] + f"\n... ({len(text) - n} more characters in report.json)"
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def md(text) -> str:
+    """Inline Markdown text: no markup, no HTML, no table breaks."""
+    text = htmllib.escape(" ".join(str(text).split()), quote=False)
+    return re.sub(r"([\\`*_{}\[\]()#+!|~>])", r"\\\1", text)
+
+
+def code(text) -> str:
+    """An inline code span that nothing inside can end or break out of (tables included)."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    bar = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{bar}{pad}{text}{pad}{bar}" if text else ""
+
+
+def fence(text: str, lang: str = "") -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    bar = "`" * max(3, longest + 1)
+    return f"{bar}{lang}\n{text}\n{bar}"
+
+
+def markdown(doc: dict) -> str:
+    out = ["# Conformance report", "", md(environment_line(doc)), "",
+           f"**Status: {md(status(doc))}**: {md(headline(doc))}", ""]
+    out += ["| outcome | tests |", "| --- | ---: |"]
+    out += [f"| {schema.WORDS[o]} | {doc['counts'][o]} |" for o in schema.OUTCOMES if doc["counts"].get(o)]
+    devices, rows = matrix(doc)
+    out += ["", "## Property × device", "", "| property | params | " + " | ".join(map(md, devices)) + " |",
+            "| --- | --- |" + " :---: |" * len(devices)]
+    for name, params, cells in rows:
+        shown = [SYMBOL[cells[d]["outcome"]] if d in cells else "" for d in devices]
+        shown = [f"**{s}**" if s.isupper() else s for s in shown]
+        out.append(f"| {code(name)} | {code(params)} | " + " | ".join(shown) + " |")
+    failed = failures(doc)
+    if failed:
+        out += ["", f"## Failures ({len(failed)})"]
+        for r in failed[:MAX_MD_FAILURES]:
+            f = r["failure"]
+            out += ["", f"### {code(r['id'])}: {md(schema.WORDS[r['outcome']])}", ""]
+            if r.get("rule"):
+                out.append(f"Property: {md(r['rule'])}")
+            if f.get("rule"):
+                out.append(f"Rule violated: {md(f['rule'])}")
+            out += ["", fence(_clip(f.get("message"))), ""]
+            if f.get("snippet"):
+                out += ["Reproduce (torch and numpy only):", "", fence(f["snippet"], "python")]
+        if len(failed) > MAX_MD_FAILURES:
+            out += ["", f"... and {len(failed) - MAX_MD_FAILURES} more failures: see report.json"]
+    entries = doc["deviations"]["entries"]
+    if entries:
+        out += ["", "## Known deviations", "", "| entry | status | tests | reason |", "| --- | --- | ---: | --- |"]
+        for e in entries:
+            out.append(f"| {code(e['id'])} | {md(_deviation_status(e['status']))} | {len(e['tests'])} | "
+                       f"{md(e['reason'])} ([rule]({md_url(e['link'])})) |")
+    if doc["run"]["not_run"]:
+        out += ["", f"## Not run ({len(doc['run']['not_run'])})", ""]
+        out += [f"- {code(t)}" for t in doc["run"]["not_run"][:50]]
+    return "\n".join(out) + "\n"
+
+
+def md_url(url: str) -> str:
+    url = str(url)
+    return url if re.fullmatch(r"https?://[^\s()<>\"']+", url) else "#"
+
+
+def _deviation_status(s: str) -> str:
+    return {"matched": "still deviates", "fixed": "FIXED: remove the entry",
+            "unmatched": "matches no test: remove or correct it", "not_run": "not run"}[s]
+
+
+# --------------------------------------------------------------------------- html
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.5em;margin:0 0 .3em}h2{font-size:1.2em;margin:1.4em 0 .5em}
+.env{color:#555}.status{font-size:1.1em;margin:.6em 0}
+.badge{display:inline-block;padding:.15em .6em;margin:0 .3em .3em 0;border-radius:.8em}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}
+th{background:#f4f4f4}td.cell{text-align:center;min-width:6em}td.cell a{color:inherit}
+.controls{margin:.6em 0;padding:.5em;background:#f8f8f8;border:1px solid #ddd}
+.controls label{margin-right:1em}
+details{margin:.4em 0;border:1px solid #ddd;padding:.3em .6em}summary{cursor:pointer}
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto;white-space:pre-wrap;word-break:break-word}
+.hidden{display:none}
+""" + "".join(f".o-{o}{{background:{bg};color:{fg}}}" for o, (bg, fg) in COLOURS.items())
+
+SCRIPT = """
+(function(){
+  var text=document.getElementById('filter');
+  if(!text){return;}
+  var boxes=Array.prototype.slice.call(document.querySelectorAll('input[data-outcome]'));
+  function apply(){
+    var q=text.value.toLowerCase();
+    var on={};boxes.forEach(function(b){on[b.getAttribute('data-outcome')]=b.checked;});
+    document.querySelectorAll('[data-outcomes]').forEach(function(el){
+      var outs=el.getAttribute('data-outcomes').split(' ');
+      var hit=outs.some(function(o){return on[o];});
+      var match=el.getAttribute('data-key').toLowerCase().indexOf(q)>=0;
+      el.classList.toggle('hidden',!(hit&&match));
+    });
+  }
+  text.addEventListener('input',apply);
+  boxes.forEach(function(b){b.addEventListener('change',apply);});
+})();
+"""
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def esc(text) -> str:
+    return htmllib.escape(str(text), quote=True)
+
+
+def html_page(title: str, body: str) -> str:
+    csp = f"default-src 'none'; style-src {_csp_hash(STYLE)}; script-src {_csp_hash(SCRIPT)}; img-src data:"
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>\n{body}\n"
+            f"<script>{SCRIPT}</script></body></html>\n")
+
+
+def _controls(outcomes) -> str:
+    boxes = "".join(f'<label class="o-{o} badge"><input type="checkbox" checked data-outcome="{o}"> '
+                    f"{esc(schema.WORDS[o])}</label>" for o in outcomes)
+    return (f'<div class="controls"><label>Filter: <input id="filter" type="search" '
+            f'placeholder="property, id or parameter"></label> {boxes}</div>')
+
+
+def _failure_block(r: dict, anchor: str) -> str:
+    f = r["failure"]
+    parts = [f'<details id="{anchor}" data-outcomes="{r["outcome"]}" data-key="{esc(r["id"])}">',
+             f'<summary><span class="badge o-{r["outcome"]}">{esc(schema.WORDS[r["outcome"]])}</span> '
+             f"<code>{esc(r['id'])}</code> {esc(f.get('what') or f.get('error_type') or '')}</summary>"]
+    if r.get("rule"):
+        parts.append(f"<p><b>Property:</b> {esc(r['rule'])}</p>")
+    if f.get("rule"):
+        parts.append(f"<p><b>Rule violated:</b> {esc(f['rule'])}</p>")
+    if r.get("deviation"):
+        d = r["deviation"]
+        parts.append(f"<p><b>Known deviation</b> ({esc(d['file'])}): {esc(d['reason'])}</p>")
+    if f.get("inputs"):
+        parts.append("<p><b>Inputs</b></p><pre>" + esc("\n".join(f["inputs"])) + "</pre>")
+    if f.get("expected") is not None or f.get("actual") is not None:
+        parts.append(f"<p><b>Expected:</b> <code>{esc(f.get('expected'))}</code><br>"
+                     f"<b>Actual:</b> <code>{esc(f.get('actual'))}</code></p>")
+    if f.get("explanation"):
+        parts.append("<p><b>Broadcast alignment</b></p><pre>" + esc(f["explanation"]) + "</pre>")
+    parts.append("<p><b>Message</b></p><pre>" + esc(_clip(f.get("message"))) + "</pre>")
+    if f.get("snippet"):
+        parts.append("<p><b>Reproduce</b> (torch and numpy only)</p><pre>" + esc(f["snippet"]) + "</pre>")
+    if f.get("hypothesis_blob"):
+        parts.append(f"<p>Replay: <code>python -m reports replay report.json {esc(r['id'])}</code></p>")
+    parts.append("</details>")
+    return "\n".join(parts)
+
+
+def _flatten(prefix: str, value) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [kv for k, v in value.items() for kv in _flatten(f"{prefix}.{k}" if prefix else k, v)]
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return [kv for i, v in enumerate(value) for kv in _flatten(f"{prefix}[{i}]", v)]
+    return [(prefix, ", ".join(map(str, value)) if isinstance(value, list) else str(value))]
+
+
+def html(doc: dict) -> str:
+    devices, rows = matrix(doc)
+    anchors = {r["id"]: f"f{i}" for i, r in enumerate(r for r in doc["results"] if r["failure"])}
+    present = [o for o in schema.OUTCOMES if doc["counts"].get(o)] or list(schema.OUTCOMES)
+    b = [f"<h1>Conformance report</h1><p class=\"env\">{esc(environment_line(doc))}</p>",
+         f'<p class="status"><b>Status: {esc(status(doc))}</b></p><p>'
+         + "".join(f'<span class="badge o-{o}">{esc(part)}</span>'
+                   for o, part in zip([o for o in schema.OUTCOMES if doc["counts"].get(o)],
+                                      headline(doc).split(", "))) + "</p>",
+         _controls(present), "<h2>Property × device</h2>",
+         "<table><thead><tr><th>property</th><th>params</th>"
+         + "".join(f"<th>{esc(d)}</th>" for d in devices) + "</tr></thead><tbody>"]
+    for name, params, cells in rows:
+        outs = sorted({c["outcome"] for c in cells.values()})
+        rule = next((c["rule"] for c in cells.values() if c.get("rule")), "")
+        row = [f'<tr data-outcomes="{" ".join(outs)}" data-key="{esc(name + " " + params)}">'
+               f'<td><code>{esc(name)}</code><br><small>{esc(rule)}</small></td><td>{esc(params)}</td>']
+        for d in devices:
+            c = cells.get(d)
+            if c is None:
+                row.append("<td></td>")
+                continue
+            label = esc(schema.WORDS[c["outcome"]])
+            examples = f"<br><small>{c['examples']} examples, {c['time_s']:.1f} s</small>" \
+                if c.get("examples") is not None else ""
+            if c["id"] in anchors:
+                label = f'<a href="#{anchors[c["id"]]}">{label}</a>'
+            row.append(f'<td class="cell o-{c["outcome"]}" title="{esc(c["id"])}">{label}{examples}</td>')
+        b.append("".join(row) + "</tr>")
+    b.append("</tbody></table>")
+    failed = failures(doc)
+    b.append(f"<h2>Failures ({len(failed)})</h2>")
+    b += [_failure_block(r, anchors[r["id"]]) for r in failed] or ["<p>None.</p>"]
+    deviating = [r for r in doc["results"] if r["outcome"] == "known_deviation" and r["failure"]]
+    entries = doc["deviations"]["entries"]
+    b.append(f"<h2>Known deviations ({len(entries)} entries)</h2>")
+    if entries:
+        b.append("<table><thead><tr><th>entry</th><th>status</th><th>tests</th><th>reason</th></tr></thead><tbody>")
+        for e in entries:
+            link = (f' <a href="{esc(e["link"])}" rel="noreferrer">rule</a>'
+                    if md_url(e["link"]) != "#" else f" {esc(e['link'])}")
+            b.append(f"<tr><td><code>{esc(e['id'])}</code><br><small>{esc(e['file'])}</small></td>"
+                     f"<td>{esc(_deviation_status(e['status']))}</td><td>{len(e['tests'])}</td>"
+                     f"<td>{esc(e['reason'])}{link}</td></tr>")
+        b.append("</tbody></table>")
+    b += [_failure_block(r, anchors[r["id"]]) for r in deviating]
+    if doc["run"]["not_run"]:
+        b.append(f"<h2>Not run ({len(doc['run']['not_run'])})</h2><ul>"
+                 + "".join(f"<li><code>{esc(t)}</code></li>" for t in doc["run"]["not_run"]) + "</ul>")
+    b.append("<h2>Environment</h2><table><tbody>")
+    env = _flatten("", {"suite": doc["suite"], "run": {k: v for k, v in doc["run"].items() if k != "not_run"},
+                        **doc["environment"]})
+    b += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in env]
+    b.append("</tbody></table>")
+    return html_page(f"Conformance report: {status(doc)}", "\n".join(b))
