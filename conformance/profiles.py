@@ -27,7 +27,7 @@ settings.register_profile("dev", max_examples=25, deadline=None, suppress_health
 settings.register_profile("thorough", max_examples=10 * CI_EXAMPLES, deadline=None,
                           suppress_health_check=_quiet, print_blob=True)
 settings.register_profile("selftest", max_examples=40, derandomize=True, database=None,
-                          deadline=None, suppress_health_check=_quiet,
+                          deadline=None, suppress_health_check=_quiet, print_blob=True,
                           phases=[Phase.explicit, Phase.generate])
 
 DEFAULT = "ci"

@@ -18,8 +18,12 @@ Only regressions make ``python -m reports compare`` exit 1.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from reports import render, schema
+
+# The committed reference run: torch 2.13.0, CPU, the ci profile (see the README to refresh it).
+BASELINE = Path(__file__).resolve().parent / "baselines" / "torch-2.13.0-cpu.json"
 
 WAS_GOOD = frozenset({"passed", "known_deviation", "fixed"})
 
@@ -104,7 +108,7 @@ def compare(base: dict, cand: dict) -> Diff:
             diff.deviation_changes.append(Change(entry_id, None, b["status"], "entry added: " + b["reason"][:160]))
         elif b is None:
             diff.deviation_changes.append(Change(entry_id, a["status"], None, "entry removed"))
-        elif a["status"] != b["status"]:
+        elif a["status"] != b["status"] and "not_run" not in (a["status"], b["status"]):
             diff.deviation_changes.append(Change(entry_id, a["status"], b["status"], "entry status changed"))
     env_a = _flatten("", {"suite": base["suite"], "environment": base["environment"]}, {})
     env_b = _flatten("", {"suite": cand["suite"], "environment": cand["environment"]}, {})
@@ -123,6 +127,9 @@ def _words(outcome: str | None) -> str:
     return schema.WORDS.get(outcome, outcome) if outcome else "absent"
 
 
+TEXT_LIMIT = 12  # lines per section on the terminal; the Markdown and HTML diffs list all
+
+
 def text(diff: Diff, base_name: str, cand_name: str) -> str:
     lines = [f"compare {base_name} -> {cand_name}"]
     lines += [f"warning: {w}" for w in diff.warnings]
@@ -130,9 +137,12 @@ def text(diff: Diff, base_name: str, cand_name: str) -> str:
         changes = getattr(diff, attr)
         if changes:
             lines.append(f"{title} ({len(changes)}):")
-            for c in changes:
+            shown = changes if attr == "regressions" else changes[:TEXT_LIMIT]
+            for c in shown:
                 note = f"  [{c.note}]" if c.note else ""
                 lines.append(f"  {c.id}: {_words(c.before)} -> {_words(c.after)}{note}")
+            if len(shown) < len(changes):
+                lines.append(f"  ... and {len(changes) - len(shown)} more (see --markdown/--html)")
     if diff.environment:
         lines.append(f"Environment differences ({len(diff.environment)}):")
         lines += [f"  {k}: {a} -> {b}" for k, a, b in diff.environment]

@@ -259,14 +259,19 @@ class ReportPlugin:
         return merged
 
     def _record(self, nodeid: str) -> dict:
+        """The test's record, created when its result (not just its setup) arrives, so a test
+        that is still running (or hung when the run was killed) counts as not run."""
         if nodeid not in self.records:
             test_id = dev.relative_id(nodeid)
             module, prop = split_id(test_id)
             deviation = dev.matching(self.deviations, test_id)
+            meta = self.meta.pop(nodeid, {})
+            params = meta.get("params", {})
             self.records[nodeid] = {
-                "id": test_id, "property": prop, "module": module, "rule": None, "params": {},
-                "device": None, "outcome": "passed", "examples": None, "time_s": 0.0,
-                "body_time_s": None, "skip_reason": None,
+                "id": test_id, "property": prop, "module": module, "rule": meta.get("rule"),
+                "params": params, "device": params.get("device"), "outcome": "passed",
+                "examples": None, "time_s": meta.get("time_s", 0.0), "body_time_s": None,
+                "skip_reason": None,
                 "deviation": None if deviation is None else {
                     "id": deviation.id, "reason": deviation.reason, "link": deviation.link,
                     "file": deviation.file},
@@ -277,20 +282,23 @@ class ReportPlugin:
     def pytest_runtest_logreport(self, report):
         if not (self.controller and self.enabled and self.doc is not None):
             return
-        rec = self._record(report.nodeid)
         data = self._payloads(report)
+        if report.when == "setup" and report.passed:
+            self.meta[report.nodeid] = {"rule": data.get("rule"), "params": data.get("params", {}),
+                                        "time_s": report.duration or 0.0}
+            return
+        if report.when == "setup":
+            self.meta[report.nodeid] = {"rule": data.get("rule"), "params": data.get("params", {})}
+        rec = self._record(report.nodeid)
         rec["time_s"] = round(rec["time_s"] + (report.duration or 0.0), 4)
         if report.when == "???":  # pytest-xdist: the worker died while running this test
             self._crashed(rec, report)
         elif report.when == "setup":
-            rec["rule"] = data.get("rule")
-            rec["params"] = data.get("params", {})
-            rec["device"] = rec["params"].get("device")
             if report.skipped:
                 rec["outcome"] = "skipped"
                 rec["skip_reason"] = (report.longrepr[2] if isinstance(report.longrepr, tuple)
                                       else str(report.longrepr)).removeprefix("Skipped: ")
-            elif report.failed:
+            else:
                 rec["outcome"], rec["failure"] = "failed", data.get("failure") or self._bare(report)
         elif report.when == "call":
             rec["examples"] = data.get("examples")

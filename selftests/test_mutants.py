@@ -4,22 +4,31 @@ Each mutant (selftests/mutants.py) is injected into torch in a fresh pytest proc
 runs the conformance modules holding the properties designed to catch it (set
 ``MUTANTS_FULL=1`` to run the whole suite per mutant instead), under the ``selftest``
 Hypothesis profile.  We then check that the run failed, that every target property was
-among the failures, and that every property of the suite catches at least one mutant.
+among the failures in its report, that comparing the committed baseline with that report
+flags the targets as regressions (the CI gate), and that every property of the suite
+catches at least one mutant.  Mutants that crash or hang the process are exercised by
+test_reports.py instead: their runs need pytest-xdist to survive them.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import os
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from reports import __main__ as cli
+from reports import compare, schema
+from reports.compare import BASELINE
 from selftests.mutants import MUTANTS
+
+FAULTY = sorted(name for name, m in MUTANTS.items() if m.effect == "wrong")
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = ROOT / "conformance"
@@ -42,24 +51,29 @@ def run_mutant(name: str, tmp: Path) -> dict:
     assert not missing, f"mutant {name} targets unknown properties {missing}"
     paths = ["conformance"] if os.environ.get("MUTANTS_FULL") else sorted(
         {str(props[t].relative_to(ROOT)) for t in MUTANTS[name].targets})
-    xml = tmp / f"{name}.xml"
+    out = tmp / name
     cmd = [sys.executable, "-m", "pytest", *paths, "-p", "selftests.mutants", "--mutant", name,
            "--hypothesis-profile", os.environ.get("MUTANT_PROFILE", "selftest"), "-q", "--no-header",
-           "-p", "no:cacheprovider", f"--junitxml={xml}", "--device", "cpu", "-o", "addopts="]
+           "-p", "no:cacheprovider", "--report-dir", str(out), "--device", "cpu", "-o", "addopts="]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    caught = set()
-    if xml.exists():
-        for case in ET.parse(xml).iter("testcase"):
-            if case.find("failure") is not None or case.find("error") is not None:
-                caught.add(case.get("name").split("[")[0])
-    return {"rc": proc.returncode, "caught": caught, "tail": proc.stdout[-3000:] + proc.stderr[-2000:]}
+    tail = proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = schema.load(out / "report.json")  # the run's own report, validated
+    caught = {r["property"] for r in report["results"] if r["outcome"] in schema.BROKEN | {"fixed"}}
+    diff = compare.compare(schema.load(BASELINE), report)
+    gate_output = io.StringIO()
+    with contextlib.redirect_stdout(gate_output):
+        gate_rc = cli.main(["compare", str(BASELINE), str(out / "report.json")])
+    return {"rc": proc.returncode, "caught": caught, "tail": tail, "report": report,
+            "regressed": {c.id.split("::")[1].split("[")[0] for c in diff.regressions},
+            "fixed": {c.id.split("::")[1].split("[")[0] for c in diff.fixes},
+            "gate_rc": gate_rc, "gate_output": gate_output.getvalue()}
 
 
 @pytest.fixture(scope="session")
 def kill_results(tmp_path_factory):  # noqa: D103 - runs every mutant once per session
     tmp = tmp_path_factory.mktemp("mutants")
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        futures = {name: pool.submit(run_mutant, name, tmp) for name in sorted(MUTANTS)}
+        futures = {name: pool.submit(run_mutant, name, tmp) for name in FAULTY}
         results = {name: f.result() for name, f in futures.items()}
     KILL_TABLE.append(f"{'mutant':42} caught  by")
     for name, r in results.items():
@@ -71,7 +85,7 @@ def kill_results(tmp_path_factory):  # noqa: D103 - runs every mutant once per s
 
 
 @pytest.mark.timeout(3600)  # the first test pays for every mutant run
-@pytest.mark.parametrize("name", sorted(MUTANTS))
+@pytest.mark.parametrize("name", FAULTY)
 def test_mutant_is_caught_by_its_target_properties(kill_results, name):
     """The conformance run fails (exit 1) under the mutant, and every target property fails."""
     r = kill_results[name]
@@ -79,6 +93,25 @@ def test_mutant_is_caught_by_its_target_properties(kill_results, name):
     missed = set(MUTANTS[name].targets) - r["caught"]
     assert not missed, (f"mutant {name} ({MUTANTS[name].bug}) was not caught by {sorted(missed)}; "
                         f"caught by {sorted(r['caught'])}\n{r['tail']}")
+
+
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("name", FAULTY)
+def test_baseline_compare_flags_the_mutant(kill_results, name):
+    """The CI gate: comparing the committed baseline with the mutant's report exits 1 and names
+    every target as a regression (or, for a mutant that fixes a known deviation, as a fix)."""
+    r = kill_results[name]
+    targets = set(MUTANTS[name].targets)
+    if targets <= r["fixed"]:
+        assert r["gate_rc"] == 0, r["gate_output"]
+        entries = {e["status"] for e in r["report"]["deviations"]["entries"]}
+        assert "fixed" in entries, r["report"]["deviations"]
+        return
+    assert r["gate_rc"] == 1, f"compare did not flag mutant {name}:\n{r['gate_output']}"
+    missed = targets - r["regressed"]
+    assert not missed, f"compare missed {sorted(missed)} under mutant {name}:\n{r['gate_output']}"
+    for target in targets:
+        assert target in r["gate_output"]
 
 
 @pytest.mark.timeout(3600)
