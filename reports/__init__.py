@@ -1,7 +1,8 @@
-"""Report tooling for conformance runs.
+"""Conformance reports: written during a run, compared between runs, replayed.
 
-The JSON/Markdown/HTML reports and the baseline compare are the subject of a later issue.
-Until then a run's machine-readable result is pytest's own: ``--junitxml=PATH`` records
-every property x device x parameter with its outcome (known deviations show as skipped
-xfails with their reason).
+* ``plugin``: the pytest plugin (registered by ``conformance/conftest.py``) that writes
+  report.json, report.md and report.html as results arrive, surviving dead workers;
+* ``schema``: the report format (``schema.json``) and the one validating loader;
+* ``render``: Markdown and self-contained HTML from a report;
+* ``compare``, ``replay``: ``python -m reports compare|replay|render|validate``.
 """

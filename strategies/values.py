@@ -99,10 +99,18 @@ def _extremes(dtype):
     return [big, -big, math.inf, -math.inf, math.nan, 0.0, -0.0, rules.finfo_eps(dtype), *probes]
 
 
+def fractional_floats():
+    """Floats with a fractional part where truncation, rounding and flooring all disagree
+    (2.75, -2.5, -0.25 ...): what converting a float into an integer dtype must get right."""
+    return st.builds(lambda i, f: i + f, st.integers(-(2**20), 2**20),
+                     st.sampled_from([0.25, 0.5, 0.75, -0.25, -0.5, -0.75, 0.9990234375]))
+
+
 def python_scalars(dtype):
     """Python scalars to fill into a `dtype` tensor, valid or not: representable elements,
     the dtype's extremes, +-inf, nan, arbitrary floats (many overflow), ints (ints beyond
-    2**53 only for integer targets, where they are exact) and bools."""
+    2**53 only for integer targets, where they are exact), bools, and floats with a
+    fractional part (see `fractional_floats`)."""
     ints = st.integers(-(2**63), 2**63 - 1) if dtype in rules.INT_DTYPES else st.integers(-(2**53), 2**53)
     pool = [*_extremes(dtype)] + [v for d in ALL if d != dtype for v in _extremes(d)]
     return st.one_of(
@@ -112,6 +120,7 @@ def python_scalars(dtype):
         st.floats().filter(lambda x: abs(x) != 2.0**63),
         ints,
         st.booleans(),
+        fractional_floats(),
     )
 
 
@@ -124,7 +133,11 @@ def value_tensor_scalars(dtype):
 @st.composite
 def fill_values(draw, dtype, *, tensors=True):
     """A `FillValue` for a `dtype` tensor: a Python scalar (see `python_scalars`) or, when
-    `tensors`, a 0-d tensor of any dtype holding one of its own elements or extremes."""
+    `tensors`, a 0-d tensor of any dtype holding one of its own elements or extremes. For an
+    integer `dtype`, a third of the values are floats with a fractional part, the inputs
+    on which truncation toward zero (the rule) and rounding or flooring (common bugs) differ."""
+    if dtype in rules.INT_DTYPES and draw(st.integers(0, 2)) == 0:
+        return FillValue(draw(fractional_floats()))
     if tensors and draw(st.booleans()):
         vdtype = draw(dtypes())
         return FillValue(draw(value_tensor_scalars(vdtype)), vdtype)
