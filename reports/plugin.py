@@ -209,7 +209,8 @@ class ReportPlugin:
         if report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis"):
             data.update(examples=self.calls, body_time_s=round(self.body_time, 4))
         if call.excinfo is not None and (report.failed or hasattr(report, "wasxfail")):
-            data["failure"] = describe_failure(call.excinfo.value, report, self.last_case)
+            data["failure"] = describe_failure(call.excinfo.value, report,
+                                               self.last_case if report.when == "call" else None)
         report.user_properties.append((PAYLOAD, json.dumps(data)))
 
     # ------------------------------------------------------------------ controller

@@ -13,8 +13,6 @@ test_reports.py instead: their runs need pytest-xdist to survive them.
 from __future__ import annotations
 
 import ast
-import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -23,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from reports import __main__ as cli
 from reports import compare, schema
 from reports.compare import BASELINE
 from selftests.mutants import MUTANTS
@@ -61,13 +58,12 @@ def run_mutant(name: str, tmp: Path) -> dict:
     report = schema.load(out / "report.json")  # the run's own report, validated
     caught = {r["property"] for r in report["results"] if r["outcome"] in schema.BROKEN | {"fixed"}}
     diff = compare.compare(schema.load(BASELINE), report)
-    gate_output = io.StringIO()
-    with contextlib.redirect_stdout(gate_output):
-        gate_rc = cli.main(["compare", str(BASELINE), str(out / "report.json")])
+    gate = subprocess.run([sys.executable, "-m", "reports", "compare", str(BASELINE), str(out / "report.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     return {"rc": proc.returncode, "caught": caught, "tail": tail, "report": report,
             "regressed": {c.id.split("::")[1].split("[")[0] for c in diff.regressions},
             "fixed": {c.id.split("::")[1].split("[")[0] for c in diff.fixes},
-            "gate_rc": gate_rc, "gate_output": gate_output.getvalue()}
+            "gate_rc": gate.returncode, "gate_output": gate.stdout + gate.stderr}
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -448,3 +449,50 @@ def test_render_and_validate_commands(tmp_path):
         assert cli.main(["validate", str(target)]) == 0
     assert (tmp_path / "report.md").read_text().startswith("# Conformance report")
     assert os.path.getsize(tmp_path / "report.html") > 1000
+
+
+# --------------------------------------------------------------------------- in a browser
+
+CHROMIUM = next((p for p in ("chromium", "chromium-browser", "google-chrome") if shutil.which(p)), None)
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-dev-shm-usage", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium here (Debian: apt-get install chromium)")
+def test_html_report_renders_and_filters_in_chromium(tmp_path, monkeypatch):
+    """The page renders in headless Chromium, and its script runs under its own CSP: typing
+    in the filter and unticking an outcome hides exactly the rows that no longer match."""
+    doc = schema.load(BASELINE)
+    monkeypatch.setattr(render, "SCRIPT", render.SCRIPT + (
+        "var f=document.getElementById('filter');f.value='expand';f.dispatchEvent(new Event('input'));"
+        "var b=document.querySelector('input[data-outcome=known_deviation]');b.checked=false;"
+        "b.dispatchEvent(new Event('change'));"))
+    page = tmp_path / "report.html"
+    page.write_text(render.html(doc))
+    shot = tmp_path / "shot.png"
+    run = subprocess.run([CHROMIUM, *HEADLESS, "--window-size=1400,1000", f"--screenshot={shot}",
+                          page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000, run.stderr[-2000:]
+    dom = subprocess.run([CHROMIUM, *HEADLESS, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=120)
+    assert "Refused to" not in dom.stderr, dom.stderr[-2000:]  # a CSP violation
+    visible = [r for r in _matrix_rows(dom.stdout) if "hidden" not in r["class"]]
+    expected = [r for r in _matrix_rows(render.html(doc)) if "expand" in r["key"].lower()
+                and r["outcomes"] != "known_deviation"]
+    assert [r["key"] for r in visible] == [r["key"] for r in expected] and visible
+
+
+def _matrix_rows(page: str) -> list[dict]:
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows = []
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "tr" and "data-outcomes" in a:
+                self.rows.append({"key": a["data-key"], "outcomes": a["data-outcomes"],
+                                  "class": a.get("class") or ""})
+    p = Rows()
+    p.feed(page)
+    return p.rows
