@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, strategies as st

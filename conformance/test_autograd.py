@@ -14,7 +14,7 @@ from hypothesis import given, strategies as st
 
 from conformance import rules
 from conformance.failures import Case, attempt
-from conformance.tensors import TensorSpec, read
+from conformance.tensors import read
 from strategies import broadcastable_shapes, one_way_pairs
 from strategies.layouts import WRITABLE, tensors
 from strategies.masks import bool_masks

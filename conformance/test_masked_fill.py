@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 
-import torch
 from hypothesis import given, strategies as st
 
 from conformance import rules

@@ -10,8 +10,8 @@ from hypothesis import given, strategies as st
 from conformance import rules
 from conformance.failures import Case, attempt
 from conformance.tensors import TensorSpec, read
-from strategies import array_shapes, dtypes, elements, non_bool_masks, tensors
-from strategies.values import FillValue, fill_values
+from strategies import array_shapes, dtypes, non_bool_masks, tensors
+from strategies.values import fill_values
 
 OPS = ("masked_fill", "masked_fill_")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 from hypothesis import given, strategies as st
 
 from conformance import rules, tolerances
