@@ -24,6 +24,10 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     try:
+        devices.check_known(_selected(config))
+    except devices.UnknownDevice as e:
+        raise pytest.UsageError(str(e)) from None
+    try:
         config.pluginmanager.register(report_plugin.ReportPlugin(config), "conformance-report")
     except dev.DeviationFileError as e:
         raise pytest.UsageError(str(e)) from None

@@ -12,7 +12,26 @@ def _privateuse1() -> str | None:
     return None if name == "privateuseone" else name
 
 
+class UnknownDevice(ValueError):
+    """A --device name that this torch does not know; the message is one line."""
+
+
+def check_known(devices: list[str]) -> None:
+    """Raise UnknownDevice for a name torch has no device type for (a typo, or an out-of-tree
+    backend whose module was not imported), as opposed to one it knows but cannot use here."""
+    for name in devices:
+        try:
+            torch.device(name)
+        except (RuntimeError, ValueError) as e:
+            known = str(e).split("Expected one of ", 1)[-1].split(" device type")[0]
+            raise UnknownDevice(
+                f"--device {name!r}: torch {torch.__version__} has no such device type (it knows "
+                f"{known}; an out-of-tree device must be registered, e.g. by importing its "
+                "backend module, before the suite starts)") from None
+
+
 def is_available(device: str) -> bool:
+    device = device.split(":", 1)[0]
     if device == "cpu":
         return True
     if device == _privateuse1():

@@ -125,7 +125,7 @@ class ReportPlugin:
         self.controller = self.worker_id is None
         root = Path(str(config.rootpath))
         self.root = root
-        self.enabled = not config.getoption("--no-report")
+        self.enabled = not (config.getoption("--no-report") or config.option.collectonly)
         self.out = Path(config.getoption("--report-dir") or root / "reports" / "out").resolve()
         self.deviations = dev.load(deviation_files(config))
         self.recorder = None
