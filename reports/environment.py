@@ -18,10 +18,16 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def suite_revision(root: Path) -> dict:
-    """The suite's git commit, and whether the checkout has uncommitted changes."""
+    """The suite's version (pyproject.toml), its git commit, and whether the checkout has
+    uncommitted changes."""
+    import tomllib
+    try:
+        version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    except (OSError, KeyError, ValueError):
+        version = "unknown"
     commit = _git(root, "rev-parse", "HEAD")
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+    return {"version": version, "commit": commit, "dirty": None if status is None else bool(status)}
 
 
 def torch_build() -> dict:
@@ -37,14 +43,13 @@ def torch_build() -> dict:
     }
 
 
-def capture(root: Path, devices: list[dict], profile: dict, workers: int) -> dict:
+def capture(devices: list[dict], profile: dict, workers: int) -> dict:
     import hypothesis
     import numpy
     import pytest
     return {
         "torch": torch_build(),
-        "python": {"version": platform.python_version(), "implementation": sys.implementation.name,
-                   "executable": sys.executable},
+        "python": {"version": platform.python_version(), "implementation": sys.implementation.name},
         "platform": {"system": platform.system(), "release": platform.release(),
                      "machine": platform.machine(), "cpu_count": os.cpu_count()},
         "packages": {"numpy": numpy.__version__, "hypothesis": hypothesis.__version__,
@@ -52,5 +57,4 @@ def capture(root: Path, devices: list[dict], profile: dict, workers: int) -> dic
         "devices": devices,
         "hypothesis": profile,
         "workers": workers,
-        "suite": suite_revision(root),
     }

@@ -236,10 +236,10 @@ class ReportPlugin:
         devices = [{"name": d, "description": devmod.describe(d), "available": devmod.is_available(d)}
                    for d in selected]
         workers = getattr(config.option, "numprocesses", None) or 0
-        env = environment.capture(self.root, devices, profile, int(workers) if str(workers).isdigit() else 0)
+        env = environment.capture(devices, profile, int(workers) if str(workers).isdigit() else 0)
         self.doc = {
             "schema": schema.NAME, "schema_version": schema.VERSION,
-            "suite": {"name": schema.SUITE, "version": "0.1.0", **env["suite"]},
+            "suite": {"name": schema.SUITE, **environment.suite_revision(self.root)},
             "run": {"started": _now(), "finished": None, "duration_s": None, "complete": False,
                     "exit_status": None, "backend": "torch", "devices": selected,
                     "argv": [str(a) for a in config.invocation_params.args],
