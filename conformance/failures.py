@@ -109,12 +109,12 @@ class Case:
         explanation = rules.explain(*shapes) if shapes and len(shapes) > 1 else ""
         if explanation:
             parts.append(explanation)
+        state = self.state()
         parts.append("Reproduce (torch and numpy only, no suite imports):")
-        parts.append(textwrap.indent(self.snippet(), "    "))
-        details = {"rule": self.rule, "device": self.device, "inputs": list(self.inputs),
-                   "what": what, "expected": None if expected is None else str(expected),
+        parts.append(textwrap.indent(state["snippet"], "    "))
+        details = {**state, "what": what, "expected": None if expected is None else str(expected),
                    "actual": None if actual is None else str(actual), "extra": extra,
-                   "explanation": explanation, "snippet": self.snippet()}
+                   "explanation": explanation}
         raise ConformanceFailure("\n".join(parts), details)
 
     # ------------------------------------------------------------------ checks

@@ -53,18 +53,6 @@ class Diff:
                 ("coverage", "Coverage changed"), ("new", "New tests"), ("removed", "Removed tests"))
 
 
-def _flatten(prefix: str, value, out: dict) -> dict:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
-        for i, v in enumerate(value):
-            _flatten(f"{prefix}[{i}]", v, out)
-    else:
-        out[prefix] = value
-    return out
-
-
 def _failure_line(record: dict) -> str:
     f = record.get("failure") or {}
     text = f.get("what") or f.get("message") or ""
@@ -76,7 +64,7 @@ def compare(base: dict, cand: dict) -> Diff:
     old = {r["id"]: r for r in base["results"]}
     new = {r["id"]: r for r in cand["results"]}
     unfinished = set(cand["run"]["not_run"])
-    for test_id in sorted(old.keys() | new.keys() | (unfinished & old.keys())):
+    for test_id in sorted(old.keys() | new.keys()):
         a, b = old.get(test_id), new.get(test_id)
         before = a["outcome"] if a else None
         after = b["outcome"] if b else None
@@ -110,8 +98,8 @@ def compare(base: dict, cand: dict) -> Diff:
             diff.deviation_changes.append(Change(entry_id, a["status"], None, "entry removed"))
         elif a["status"] != b["status"] and "not_run" not in (a["status"], b["status"]):
             diff.deviation_changes.append(Change(entry_id, a["status"], b["status"], "entry status changed"))
-    env_a = _flatten("", {"suite": base["suite"], "environment": base["environment"]}, {})
-    env_b = _flatten("", {"suite": cand["suite"], "environment": cand["environment"]}, {})
+    env_a = render.flatten({"suite": base["suite"], "environment": base["environment"]})
+    env_b = render.flatten({"suite": cand["suite"], "environment": cand["environment"]})
     for key in sorted(env_a.keys() | env_b.keys()):
         if env_a.get(key) != env_b.get(key):
             diff.environment.append((key, str(env_a.get(key, "-")), str(env_b.get(key, "-"))))

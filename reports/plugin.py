@@ -22,7 +22,7 @@ import pytest
 
 from conformance import deviations as dev
 from conformance import devices as devmod
-from conformance import failures
+from conformance import failures, profiles
 from reports import environment, inflight, render, schema
 
 PAYLOAD = "conformance-report"
@@ -87,6 +87,11 @@ def _params_of(item) -> dict[str, str]:
     return {k: str(getattr(v, "name", v)) for k, v in callspec.params.items()}
 
 
+def _skip_reason(report) -> str:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
 def split_id(test_id: str) -> tuple[str, str]:
     """'test_m.py::test_p[cpu]' -> ('test_m.py', 'test_p')."""
     module, _, rest = test_id.partition("::")
@@ -127,7 +132,8 @@ class ReportPlugin:
         self.root = root
         self.enabled = not (config.getoption("--no-report") or config.option.collectonly)
         self.out = Path(config.getoption("--report-dir") or root / "reports" / "out").resolve()
-        self.deviations = dev.load(deviation_files(config))
+        self.deviation_files = deviation_files(config)
+        self.deviations = dev.load(self.deviation_files)
         self.recorder = None
         self.last_case = None
         self.calls = 0
@@ -172,7 +178,7 @@ class ReportPlugin:
     def pytest_runtest_call(self, item):
         handle = getattr(getattr(item, "obj", None), "hypothesis", None)
         blob = self.config.getoption("--replay-blob")
-        if handle is None or os.environ.get("NOWRAP"):
+        if handle is None:
             yield
             return
         if blob:
@@ -230,7 +236,7 @@ class ReportPlugin:
         selected = devmod.parse(config.getoption("--device"))
         current = settings()
         profile = {"profile": config.getoption("hypothesis_profile", None)
-                   or os.environ.get("HYPOTHESIS_PROFILE") or "ci",
+                   or os.environ.get("HYPOTHESIS_PROFILE") or profiles.DEFAULT,
                    "max_examples": current.max_examples, "derandomize": current.derandomize,
                    "seed": config.getoption("hypothesis_seed", None)}
         devices = [{"name": d, "description": devmod.describe(d), "available": devmod.is_available(d)}
@@ -245,7 +251,7 @@ class ReportPlugin:
                     "argv": [str(a) for a in config.invocation_params.args],
                     "planned": None, "not_run": [], "report_dir": str(self.out)},
             "environment": env, "counts": {},
-            "deviations": {"files": [str(p) for p in deviation_files(config)], "entries": []},
+            "deviations": {"files": [str(p) for p in self.deviation_files], "entries": []},
             "results": [],
         }
         self._write(final=True)
@@ -296,9 +302,7 @@ class ReportPlugin:
             self._crashed(rec, report)
         elif report.when == "setup":
             if report.skipped:
-                rec["outcome"] = "skipped"
-                rec["skip_reason"] = (report.longrepr[2] if isinstance(report.longrepr, tuple)
-                                      else str(report.longrepr)).removeprefix("Skipped: ")
+                rec["outcome"], rec["skip_reason"] = "skipped", _skip_reason(report)
             else:
                 rec["outcome"], rec["failure"] = "failed", data.get("failure") or self._bare(report)
         elif report.when == "call":
@@ -310,9 +314,7 @@ class ReportPlugin:
             elif report.passed:
                 rec["outcome"] = "passed"
             elif report.skipped:
-                rec["outcome"] = "skipped"
-                rec["skip_reason"] = str(report.longrepr[2] if isinstance(report.longrepr, tuple)
-                                         else report.longrepr)
+                rec["outcome"], rec["skip_reason"] = "skipped", _skip_reason(report)
             elif str(report.longrepr).startswith("[XPASS(strict)]"):
                 rec["outcome"] = "fixed"
                 rec["failure"] = {"kind": "fixed", "error_type": "XPASS", "inputs": [], "snippet": None,
@@ -389,8 +391,7 @@ class ReportPlugin:
             elif entry["status"] == "unmatched":
                 terminalreporter.write_line(f"known deviation {entry['id']!r} ({entry['file']}) matches no "
                                             "collected test: remove or correct it")
-        counts = ", ".join(f"{n} {schema.WORDS[o]}" for o, n in self.doc["counts"].items())
-        terminalreporter.write_line(f"{counts or 'no results'}")
+        terminalreporter.write_line(render.headline(self.doc))
         for name in ("report.json", "report.md", "report.html"):
             terminalreporter.write_line(f"written: {self.out / name}")
 

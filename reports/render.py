@@ -36,11 +36,15 @@ SYMBOL = {"passed": "pass", "failed": "FAIL", "crashed": "CRASH", "timed_out": "
 PLURAL = {"known_deviation": "known deviations"}
 
 
-def headline(doc: dict) -> str:
+def counted(doc: dict) -> list[tuple[str, str]]:
+    """(outcome, "3 passed") for each outcome the run has, in report order."""
     counts = doc["counts"]
-    parts = [f"{counts[o]} {PLURAL.get(o, schema.WORDS[o]) if counts[o] > 1 else schema.WORDS[o]}"
-             for o in schema.OUTCOMES if counts.get(o)]
-    return ", ".join(parts) or "no results yet"
+    return [(o, f"{counts[o]} {PLURAL.get(o, schema.WORDS[o]) if counts[o] > 1 else schema.WORDS[o]}")
+            for o in schema.OUTCOMES if counts.get(o)]
+
+
+def headline(doc: dict) -> str:
+    return ", ".join(text for _, text in counted(doc)) or "no results yet"
 
 
 def status(doc: dict) -> str:
@@ -251,12 +255,18 @@ def _failure_block(r: dict, anchor: str) -> str:
     return "\n".join(parts)
 
 
-def _flatten(prefix: str, value) -> list[tuple[str, str]]:
+def flatten(value, prefix: str = "", out: dict | None = None) -> dict:
+    """{'a.b[0].c': leaf}: nested objects (and lists of objects) as dotted keys to their leaves."""
+    out = {} if out is None else out
     if isinstance(value, dict):
-        return [kv for k, v in value.items() for kv in _flatten(f"{prefix}.{k}" if prefix else k, v)]
-    if isinstance(value, list) and value and isinstance(value[0], dict):
-        return [kv for i, v in enumerate(value) for kv in _flatten(f"{prefix}[{i}]", v)]
-    return [(prefix, ", ".join(map(str, value)) if isinstance(value, list) else str(value))]
+        for k, v in value.items():
+            flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        for i, v in enumerate(value):
+            flatten(v, f"{prefix}[{i}]", out)
+    else:
+        out[prefix] = value
+    return out
 
 
 def html(doc: dict) -> str:
@@ -265,9 +275,7 @@ def html(doc: dict) -> str:
     present = [o for o in schema.OUTCOMES if doc["counts"].get(o)] or list(schema.OUTCOMES)
     b = [f"<h1>Conformance report</h1><p class=\"env\">{esc(environment_line(doc))}</p>",
          f'<p class="status"><b>Status: {esc(status(doc))}</b></p><p>'
-         + "".join(f'<span class="badge o-{o}">{esc(part)}</span>'
-                   for o, part in zip([o for o in schema.OUTCOMES if doc["counts"].get(o)],
-                                      headline(doc).split(", "))) + "</p>",
+         + "".join(f'<span class="badge o-{o}">{esc(text)}</span>' for o, text in counted(doc)) + "</p>",
          _controls(present), "<h2>Property × device</h2>",
          "<table><thead><tr><th>property</th><th>params</th>"
          + "".join(f"<th>{esc(d)}</th>" for d in devices) + "</tr></thead><tbody>"]
@@ -309,8 +317,9 @@ def html(doc: dict) -> str:
         b.append(f"<h2>Not run ({len(doc['run']['not_run'])})</h2><ul>"
                  + "".join(f"<li><code>{esc(t)}</code></li>" for t in doc["run"]["not_run"]) + "</ul>")
     b.append("<h2>Environment</h2><table><tbody>")
-    env = _flatten("", {"suite": doc["suite"], "run": {k: v for k, v in doc["run"].items() if k != "not_run"},
-                        **doc["environment"]})
-    b += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in env]
+    env = flatten({"suite": doc["suite"], "run": {k: v for k, v in doc["run"].items() if k != "not_run"},
+                   **doc["environment"]})
+    b += [f"<tr><th>{esc(k)}</th><td>{esc(', '.join(map(str, v)) if isinstance(v, list) else v)}</td></tr>"
+          for k, v in env.items()]
     b.append("</tbody></table>")
     return html_page(f"Conformance report: {status(doc)}", "\n".join(b))

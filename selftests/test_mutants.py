@@ -23,6 +23,7 @@ import pytest
 
 from reports import compare, schema
 from reports.compare import BASELINE
+from reports.plugin import split_id
 from selftests.mutants import MUTANTS
 
 FAULTY = sorted(name for name, m in MUTANTS.items() if m.effect == "wrong")
@@ -61,8 +62,8 @@ def run_mutant(name: str, tmp: Path) -> dict:
     gate = subprocess.run([sys.executable, "-m", "reports", "compare", str(BASELINE), str(out / "report.json")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     return {"rc": proc.returncode, "caught": caught, "tail": tail, "report": report,
-            "regressed": {c.id.split("::")[1].split("[")[0] for c in diff.regressions},
-            "fixed": {c.id.split("::")[1].split("[")[0] for c in diff.fixes},
+            "regressed": {split_id(c.id)[1] for c in diff.regressions},
+            "fixed": {split_id(c.id)[1] for c in diff.fixes},
             "gate_rc": gate.returncode, "gate_output": gate.stdout + gate.stderr}
 
 
