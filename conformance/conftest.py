@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from conformance import deviations as dev
-from conformance import devices, profiles
+from conformance import backends, devices, profiles
 from conformance.failures import ConformanceFailure
 from reports import plugin as report_plugin
 
@@ -19,13 +21,30 @@ def pytest_addoption(parser):
         help="comma-separated devices to check (cpu,cuda,mps,xpu or a PrivateUse1 name); "
              "default: every device torch reports available",
     )
+    parser.addoption(
+        "--backend", action="store", default=None,
+        help="the implementation of the ops to check: torch (default), torch-compile, numpy, "
+             "or a module path (pkg.module or pkg.module:object) implementing the protocol of "
+             "conformance/backends/__init__.py; default from CONFORMANCE_BACKEND")
+    parser.addoption(
+        "--differential", action="store", default="auto", choices=("auto", "on", "off"),
+        help="also run every op call with torch eager on CPU and require agreement: auto (default) "
+             "= on for non-CPU devices and for backends that ask for it (torch-compile)")
     report_plugin.add_options(parser)
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "ops(*names, param=None, rename=None): the backend ops a "
+                            "property calls (or: the op named by parameter `param`); skipped "
+                            "where the backend lacks one")
+    config.addinivalue_line("markers", "torch_tensors: the property needs a backend whose arrays "
+                            "are torch tensors")
     try:
+        backends.activate(backends.load(config.getoption("--backend")
+                                        or os.environ.get("CONFORMANCE_BACKEND")),
+                          config.getoption("--differential"))
         devices.check_known(_selected(config))
-    except devices.UnknownDevice as e:
+    except (devices.UnknownDevice, backends.BackendError) as e:
         raise pytest.UsageError(str(e)) from None
     try:
         config.pluginmanager.register(report_plugin.ReportPlugin(config), "conformance-report")
@@ -34,22 +53,48 @@ def pytest_configure(config):
 
 
 def _selected(config) -> list[str]:
-    return devices.parse(config.getoption("--device"))
+    option = config.getoption("--device")
+    chosen = devices.parse(option)
+    return chosen if option else [d for d in chosen if backends.active().runs_on(d)]
 
 
 def pytest_generate_tests(metafunc):
     if "device" in metafunc.fixturenames:
         params = []
+        backend = backends.active()
         for d in _selected(metafunc.config):
             marks = [] if devices.is_available(d) else [
                 pytest.mark.skip(reason=f"device {d!r} is not available in this torch build/machine")]
+            if not backend.runs_on(d):
+                marks = [pytest.mark.skip(reason=f"backend {backend.name!r} does not run on {d!r}")]
             params.append(pytest.param(d, id=d, marks=marks))
         metafunc.parametrize("device", params)
 
 
+def _missing_ops(backend, item) -> list[str]:
+    """The ops a test calls that the backend does not implement (see the `ops` marker)."""
+    missing = []
+    for mark in item.iter_markers("ops"):
+        names = list(mark.args)
+        if "param" in mark.kwargs:
+            value = item.callspec.params[mark.kwargs["param"]]
+            value = (mark.kwargs.get("rename") or {}).get(value, value)
+            names += [value] if isinstance(value, str) else list(value)
+        missing += [n for n in names if not backend.implements(n) and n not in missing]
+    return missing
+
+
 def pytest_collection_modifyitems(config, items):
     deviations = config.pluginmanager.get_plugin("conformance-report").deviations
+    backend = backends.active()
     for item in items:
+        if item.get_closest_marker("torch_tensors") and not backend.torch_arrays:
+            item.add_marker(pytest.mark.skip(
+                reason=f"backend {backend.name!r} does not use torch tensors; this property checks "
+                       "torch tensor semantics"))
+        elif missing := _missing_ops(backend, item):
+            item.add_marker(pytest.mark.skip(
+                reason=f"backend {backend.name!r} does not implement {', '.join(missing)}"))
         entry = dev.matching(deviations, dev.relative_id(item.nodeid))
         if entry is not None:
             item.add_marker(pytest.mark.xfail(
@@ -62,5 +107,8 @@ def pytest_report_header(config):
     shown = ", ".join(devices.describe(d) + ("" if devices.is_available(d) else " (unavailable)")
                       for d in sel)
     from hypothesis import settings
-    return [f"conformance: torch {torch.__version__}; devices: {shown}; "
-            f"hypothesis profile: {settings._current_profile}"]
+    backend = backends.active()
+    diff = [d for d in sel if backends.differential_on(d)]
+    return [f"conformance: backend {backend.name} ({backend.spec}); torch {torch.__version__}; "
+            f"devices: {shown}; hypothesis profile: {settings._current_profile}",
+            "differential against torch eager on cpu: " + (", ".join(diff) if diff else "off")]

@@ -40,8 +40,9 @@ class Deviation:
         return test_id.startswith(self.id)
 
 
-def default_files(backend: str = DEFAULT_BACKEND) -> list[Path]:
-    return [DIRECTORY / f"{backend}.toml"]
+def default_files(names=(DEFAULT_BACKEND,)) -> list[Path]:
+    """A backend's DEVIATIONS: names of files in conformance/deviations/, or paths."""
+    return [Path(n) if n.endswith(".toml") else DIRECTORY / f"{n}.toml" for n in names]
 
 
 def load(paths: list[Path]) -> list[Deviation]:

@@ -26,6 +26,11 @@ class ConformanceFailure(AssertionError):
 # The example being run, for the reports: a crash or a hang leaves nothing else behind, so
 # the report plugin installs a recorder that Case calls whenever it learns more of its inputs.
 _recorder = None
+_current = None  # the Case of the example being run (the differential backend fails through it)
+
+
+def current_case() -> "Case | None":
+    return _current
 
 
 def set_recorder(fn) -> None:
@@ -62,6 +67,8 @@ class Case:
         self.inputs: list[str] = []
         self.code: list[str] = []
         self.shapes: list[tuple] = []
+        global _current
+        _current = self
         self._note()
 
     def _note(self) -> None:

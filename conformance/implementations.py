@@ -1,6 +1,6 @@
 """The masking idioms people use for attention, as masked-softmax implementations.
 
-Each takes logits, a bool *keep* mask (True = may be attended, the suite's one
+Each takes the backend's ops, logits, a bool *keep* mask (True = may be attended, the suite's one
 convention) and a dim, and returns probabilities.  Each states its documented policy for
 fully masked rows and the domain it is correct on; the properties assert both.
 
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 
@@ -25,15 +24,16 @@ FLOATS = ("float16", "bfloat16", "float32", "float64")
 class MaskedSoftmax:
     name: str
     idiom: str                     # the user code, for messages and the README
-    call: Callable                 # (logits, keep, dim) -> probabilities
+    call: Callable                 # (ops, logits, keep, dim) -> probabilities
+    ops: tuple[str, ...]           # the backend ops it calls
     fully_masked: str              # "nan", "zeros" or "biased" (softmax of x + finfo.min)
     policy_source: str             # where that policy is stated
     any_dim: bool = True           # normalises along any dim (else the last)
     masked_values: str = "any"     # "any": masked logits may be +-inf/nan; "finite": must be finite
     extreme: bool = True           # correct for logits near the dtype's largest finite value
 
-    def __call__(self, logits, keep, dim=-1):
-        return self.call(logits, keep, dim)
+    def __call__(self, ops, logits, keep, dim=-1):
+        return self.call(ops, logits, keep, dim)
 
     def code(self, dim: int, x: str = "x", keep: str = "keep") -> str:
         """The idiom as user code; SDPA's needs ``F`` and ``I = torch.eye(width)`` (see `setup`)."""
@@ -46,51 +46,51 @@ class MaskedSoftmax:
                 f"I = torch.eye({width}, dtype=x.dtype, device=x.device)"]
 
 
-def _fill(x, keep, dim):
-    return x.masked_fill(~keep, float("-inf")).softmax(dim)
+def _fill(ops, x, keep, dim):
+    return ops.softmax(ops.masked_fill(x, ~keep, float("-inf")), dim)
 
 
-def _masked(x, keep, dim):
-    return torch.masked.softmax(x, dim, mask=keep)
+def _masked(ops, x, keep, dim):
+    return ops.masked_softmax(x, dim, keep)
 
 
-def _additive_inf(x, keep, dim):
-    bias = torch.zeros_like(x).masked_fill(~keep, float("-inf"))
-    return (x + bias).softmax(dim)
+def _additive_inf(ops, x, keep, dim):
+    bias = ops.masked_fill(torch.zeros_like(x), ~keep, float("-inf"))
+    return ops.softmax(ops.add(x, bias), dim)
 
 
-def _additive_min(x, keep, dim):
-    return (x + (~keep).to(x.dtype) * torch.finfo(x.dtype).min).softmax(dim)
+def _additive_min(ops, x, keep, dim):
+    return ops.softmax(ops.add(x, ops.mul((~keep).to(x.dtype), torch.finfo(x.dtype).min)), dim)
 
 
-def _sdpa(x, keep, dim):
+def _sdpa(ops, x, keep, dim):
     """Attention weights from SDPA with q = logits, k = v = I and scale 1: scores = q @ I = q
     exactly, and weights @ I = weights, so the output *is* the masked softmax."""
     s = x.shape[-1]
     eye = torch.eye(s, dtype=x.dtype, device=x.device)
     q = x.reshape(1, -1, s)
-    out = F.scaled_dot_product_attention(q, eye[None], eye[None], attn_mask=keep.reshape(1, -1, s),
-                                         scale=1.0)
+    out = ops.scaled_dot_product_attention(q, eye[None], eye[None], attn_mask=keep.reshape(1, -1, s),
+                                           scale=1.0)
     return out.reshape(x.shape)
 
 
 IMPLEMENTATIONS = {
     impl.name: impl for impl in [
         MaskedSoftmax(
-            "fill_neg_inf", "{x}.masked_fill(~{keep}, float('-inf')).softmax(dim={dim})", _fill,
+            "fill_neg_inf", "{x}.masked_fill(~{keep}, float('-inf')).softmax(dim={dim})", _fill, ("masked_fill", "softmax"),
             fully_masked="nan", policy_source="IEEE: exp(-inf - (-inf)) is nan; softmax docs"),
         MaskedSoftmax(
-            "torch_masked", "torch.masked.softmax({x}, {dim}, mask={keep})", _masked,
+            "torch_masked", "torch.masked.softmax({x}, {dim}, mask={keep})", _masked, ("masked_softmax",),
             fully_masked="nan", policy_source="torch.masked docs: fully masked-out rows are undefined (nan)"),
         MaskedSoftmax(
             "additive_neg_inf",
             "({x} + torch.zeros_like({x}).masked_fill(~{keep}, float('-inf'))).softmax(dim={dim})",
-            _additive_inf, fully_masked="nan", policy_source="as fill_neg_inf",
+            _additive_inf, ("masked_fill", "add", "softmax"), fully_masked="nan", policy_source="as fill_neg_inf",
             masked_values="finite"),  # +inf or nan under a -inf bias gives nan
         MaskedSoftmax(
             "additive_finfo_min",
             "({x} + (~{keep}).to({x}.dtype) * torch.finfo({x}.dtype).min).softmax(dim={dim})",
-            _additive_min, fully_masked="biased",
+            _additive_min, ("add", "mul", "softmax"), fully_masked="biased",
             policy_source="softmax of the biased logits round(x + finfo.min): finite, except that "
                           "in float16 x + finfo.min rounds to -inf for x <= -16, and a row of "
                           "-inf is nan",
@@ -98,7 +98,7 @@ IMPLEMENTATIONS = {
         MaskedSoftmax(
             "sdpa", "F.scaled_dot_product_attention({x}.reshape(1, -1, I.shape[0]), I[None], I[None], "
                     "attn_mask={keep}.reshape(1, -1, I.shape[0]), scale=1.0).reshape({x}.shape)",
-            _sdpa, fully_masked="zeros",
+            _sdpa, ("scaled_dot_product_attention",), fully_masked="zeros",
             policy_source="PyTorch 2.5 release notes: fully masked rows give 0, not nan",
             any_dim=False, masked_values="finite"),  # 0 * inf in q @ I poisons the row
     ]

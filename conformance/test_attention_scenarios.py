@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
-from conformance import rules, tolerances
+from conformance import backends, rules, tolerances
 from conformance.failures import Case, close_with
 from conformance.tensors import TORCH_DTYPES, TensorSpec, read
-from strategies import attention_masks, elements
+from strategies import attention_masks, dtypes, elements
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
+pytestmark = pytest.mark.torch_tensors
 
 
 def keeps(kind, b, i, j, lengths):
@@ -29,13 +30,13 @@ def keeps(kind, b, i, j, lengths):
     return {"padding": pad, "causal": causal, "both": pad and causal}[kind]
 
 
-def build_mask(kind, b, t, lengths, device):
+def build_mask(ops, kind, b, t, lengths, device):
     """The keep-mask as the tutorials build it: padding [B,1,1,T], causal [B,1,T,T]."""
     pad = torch.ones(b, t, device=device) > 0
     for s, n in enumerate(lengths):
         pad[s][n:] = False
     pad = pad.unsqueeze(1).unsqueeze(2)
-    causal = torch.tril(torch.ones(t, t, device=device)).expand(b, 1, t, t) == 1
+    causal = ops.expand(ops.tril(torch.ones(t, t, device=device)), (b, 1, t, t)) == 1
     return {"padding": pad, "causal": causal, "both": pad & causal}[kind]
 
 
@@ -50,7 +51,7 @@ MASK_CODE["both"] = [*MASK_CODE["padding"], "keep = keep & (torch.tril(torch.one
 @st.composite
 def scenarios(draw):
     b, h, t, lengths, kind = draw(attention_masks())
-    dtype = draw(st.sampled_from(DTYPES))
+    dtype = draw(dtypes(DTYPES))
     n = b * h * t * t
     scores = draw(st.lists(elements(dtype, min_value=-20, max_value=20), min_size=n, max_size=n))
     return b, h, t, lengths, kind, TensorSpec.contiguous((b, h, t, t), dtype, scores)
@@ -82,6 +83,7 @@ def check_weights(case, got, want, dtype, t, kind, lengths):
                                              "both": "j < length[b] and j <= i"}[kind])
 
 
+@pytest.mark.ops("masked_fill", "softmax", "tril", "expand")
 @given(args=scenarios())
 def test_masked_fill_softmax_attends_only_to_kept_keys(device, args):
     """scores.masked_fill(keep == False, -inf).softmax(-1) gives each query the oracle's
@@ -90,12 +92,14 @@ def test_masked_fill_softmax_attends_only_to_kept_keys(device, args):
     case = scenario_case("padding hides keys >= length; causal keeps j <= i", device,
                          b, h, t, lengths, kind, scores)
     case.run("w = scores.masked_fill(keep == False, float('-inf')).softmax(-1)", "print(w)")
-    keep = build_mask(kind, b, t, lengths, device)
-    w = scores.build(device).masked_fill(keep == False, float("-inf")).softmax(-1)  # noqa: E712
+    ops = backends.for_device(device)
+    keep = build_mask(ops, kind, b, t, lengths, device)
+    w = ops.softmax(ops.masked_fill(scores.build(device), keep == False, float("-inf")), -1)  # noqa: E712
     check_weights(case, read(w), expected_weights(kind, b, h, t, lengths, scores), scores.dtype, t, kind,
                   lengths)
 
 
+@pytest.mark.ops("scaled_dot_product_attention", "tril", "expand")
 @given(args=scenarios(), data=st.data())
 def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
     """F.scaled_dot_product_attention(q, k, v, attn_mask=keep) equals the oracle's masked
@@ -111,8 +115,9 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
     case.inputs.append(f"mask: {kind}, lengths={list(lengths)}")
     case.run(f"B, H, T, lengths = {b}, {h}, {t}, {list(lengths)}", *MASK_CODE[kind],
              "import torch.nn.functional as F", "print(F.scaled_dot_product_attention(q, k, v, attn_mask=keep))")
-    keep = build_mask(kind, b, t, lengths, device)
-    out = F.scaled_dot_product_attention(q.build(device), k.build(device), v.build(device), attn_mask=keep)
+    ops = backends.for_device(device)
+    keep = build_mask(ops, kind, b, t, lengths, device)
+    out = ops.scaled_dot_product_attention(q.build(device), k.build(device), v.build(device), attn_mask=keep)
     scale = 1 / math.sqrt(e)
     want, smax = [], 0.0
     for bi in range(b):
@@ -131,13 +136,14 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
                       what=f"SDPA output differs from the oracle ({tol})")
 
 
+@pytest.mark.ops("multihead_attention")
 @given(data=st.data())
 def test_multihead_attention_weights_match_oracle(device, data):
     """nn.MultiheadAttention's per-head weights equal the oracle's softmax of its own
     projections, with key_padding_mask / attn_mask True meaning *ignore*; a query with no
     key left gets nan weights (observed policy, undocumented)."""
     b, _, t, lengths, kind = data.draw(attention_masks(min_length=0), label="scenario")
-    dtype = data.draw(st.sampled_from(["float32", "float64"]), label="dtype")
+    dtype = data.draw(dtypes(("float32", "float64")), label="dtype")
     heads, hd = data.draw(st.sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)]), label="heads, head dim")
     emb = heads * hd
     grid = st.integers(-4, 4).map(lambda k: k / 8)
@@ -163,8 +169,8 @@ def test_multihead_attention_weights_match_oracle(device, data):
              f"_, w = mha(x, x, x, key_padding_mask={'kpm' if use_kpm else None}, "
              f"attn_mask={'causal' if use_causal else None}, average_attn_weights=False)", "print(w)")
     t_x = x.build(device)
-    _, weights = mha(t_x, t_x, t_x, key_padding_mask=kpm if use_kpm else None,
-                     attn_mask=causal if use_causal else None, average_attn_weights=False)
+    _, weights = backends.for_device(device).multihead_attention(
+        mha, t_x, t_x, t_x, key_padding_mask=kpm if use_kpm else None, attn_mask=causal if use_causal else None)
     want = []
     for bi in range(b):
         tok = [xs[(bi * t + i) * emb:(bi * t + i + 1) * emb] for i in range(t)]

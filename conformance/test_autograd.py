@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from conformance import rules
+from conformance import backends, rules
 from conformance.failures import Case, attempt
 from conformance.tensors import read
 from strategies import broadcastable_shapes, one_way_pairs
 from strategies.layouts import WRITABLE, tensors
 from strategies.masks import bool_masks
-from strategies.values import elements
+from strategies.values import dtypes, elements
 
 GRAD_DTYPES = ("float32", "float64")
+pytestmark = [pytest.mark.ops("masked_fill", "masked_fill_"), pytest.mark.torch_tensors]
 
 
 @st.composite
 def grad_args(draw, one_way=False):
-    dtype = draw(st.sampled_from(GRAD_DTYPES))
+    dtype = draw(dtypes(GRAD_DTYPES))
     if one_way:
         mask_shape, shape = draw(one_way_pairs(max_dims=4))
     else:
@@ -62,12 +64,13 @@ def _case(rule, device, x, mask, g, value, op="masked_fill"):
 def test_masked_fill_grad_wrt_self_is_zero_where_masked(device, args):
     """The gradient of masked_fill w.r.t. self is grad_out where the mask is False and 0 where it
     is True, summed over the dimensions broadcasting added or stretched."""
+    ops = backends.for_device(device)
     x, mask, g, value = args
     case = _case("d masked_fill / d self: pass where the mask is False, block where it is True",
                  device, x, mask, g, value)
     t = x.build(device, requires_grad=True)
     out_shape = g.shape
-    t.masked_fill(mask.build(device), value).backward(g.build(device))
+    ops.masked_fill(t, mask.build(device), value).backward(g.build(device))
     mb = rules.broadcast_values(mask.values, mask.shape, out_shape)
     want = _reduce_to([0.0 if m else gv for gv, m in zip(g.values, mb)], out_shape, x.shape)
     case.check_values(read(t.grad), want, x.shape, what="wrong gradient w.r.t. self")
@@ -77,11 +80,12 @@ def test_masked_fill_grad_wrt_self_is_zero_where_masked(device, args):
 def test_masked_fill_grad_wrt_value_is_sum_over_masked(device, args):
     """The gradient w.r.t. a 0-d value tensor is the sum of grad_out over the masked positions
     of the broadcast result."""
+    ops = backends.for_device(device)
     x, mask, g, value = args
     case = _case("d masked_fill / d value = sum of grad_out where the mask is True", device,
                  x, mask, g, value)
     v = torch.tensor(value, dtype=x.build().dtype, device=device, requires_grad=True)
-    x.build(device).masked_fill(mask.build(device), v).backward(g.build(device))
+    ops.masked_fill(x.build(device), mask.build(device), v).backward(g.build(device))
     mb = rules.broadcast_values(mask.values, mask.shape, g.shape)
     want = math.fsum(gv for gv, m in zip(g.values, mb) if m)
     if v.grad is None or not math.isclose(v.grad.item(), want, rel_tol=1e-6, abs_tol=1e-6):
@@ -93,11 +97,12 @@ def test_masked_fill_grad_wrt_value_is_sum_over_masked(device, args):
 def test_masked_fill_inplace_on_leaf_requiring_grad_raises(device, args):
     """masked_fill_ on a leaf that requires grad raises (autograd cannot rewrite a leaf's history)
     and leaves it unchanged."""
+    ops = backends.for_device(device)
     x, mask, g, value = args
     case = Case("in-place ops on a leaf that requires grad raise", device).tensor("x", x).tensor("mask", mask)
     case.run("x.requires_grad_(True)", f"x.masked_fill_(mask, {value!r})")
     t = x.build(device, requires_grad=True)
-    _, err = attempt(lambda: t.masked_fill_(mask.build(device), value))
+    _, err = attempt(lambda: ops.masked_fill_(t, mask.build(device), value))
     if err is None:
         case.fail("masked_fill_ modified a leaf that requires grad", expected="RuntimeError",
                   actual="no error")
@@ -109,13 +114,14 @@ def test_masked_fill_inplace_on_leaf_requiring_grad_raises(device, args):
 def test_masked_fill_inplace_on_non_leaf_has_correct_grad(device, args):
     """masked_fill_ on a non-leaf (x * 1) works and gives the same gradients as masked_fill:
     grad_out where unmasked, 0 where masked; the value tensor gets the masked sum."""
+    ops = backends.for_device(device)
     x, mask, g, value = args
     case = _case("masked_fill_ on a non-leaf is differentiable like masked_fill", device,
                  x, mask, g, value, op="masked_fill_")
     t = x.build(device, requires_grad=True)
     v = torch.tensor(value, dtype=t.dtype, device=device, requires_grad=True)
     y = t * 1
-    y.masked_fill_(mask.build(device), v)
+    ops.masked_fill_(y, mask.build(device), v)
     y.backward(g.build(device))
     mb = rules.broadcast_values(mask.values, mask.shape, x.shape)
     want = [0.0 if m else gv for gv, m in zip(g.values, mb)]
@@ -130,6 +136,7 @@ def test_masked_fill_inplace_on_non_leaf_has_correct_grad(device, args):
 def test_inplace_fill_of_saved_tensor_makes_backward_raise(device, args):
     """Filling in place a tensor that autograd saved for backward (y in y * y) makes backward
     raise instead of silently using the new values."""
+    ops = backends.for_device(device)
     x, mask, g, value = args
     case = Case("modifying a saved tensor in place invalidates the graph", device)
     case.tensor("x", x).tensor("mask", mask).run(
@@ -138,7 +145,7 @@ def test_inplace_fill_of_saved_tensor_makes_backward_raise(device, args):
     t = x.build(device, requires_grad=True)
     y = t * 1
     z = y * y
-    y.masked_fill_(mask.build(device), value)
+    ops.masked_fill_(y, mask.build(device), value)
     _, err = attempt(lambda: z.sum().backward())
     if err is None:
         case.fail("backward used a tensor modified in place after it was saved",

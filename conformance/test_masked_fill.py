@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 from hypothesis import given, strategies as st
 
-from conformance import rules
+from conformance import backends, rules
 from conformance.failures import Case, attempt, show
 from conformance.tensors import layout_of, read
 from strategies import inplace_shape_pairs, masked_fill_args
 from strategies.layouts import WRITABLE, tensors
 from strategies.masks import bool_masks
 from strategies.values import FillValue, dtypes, elements, value_tensor_scalars
+
+pytestmark = [pytest.mark.ops("masked_fill", "masked_fill_"), pytest.mark.torch_tensors]
 
 
 def describe(rule, device, x, mask, fill, op="masked_fill"):
@@ -57,11 +60,12 @@ def check_untouched(case, spec, t, base, version, what):
 def test_masked_fill_matches_oracle(device, args):
     """x.masked_fill(mask, v) has shape broadcast(x, mask), holds v (cast to x's dtype) where
     the broadcast mask is True and x elsewhere, and raises exactly when v doesn't fit the dtype."""
+    ops = backends.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill: result shape broadcast(self, mask); value where mask is True", device,
                     x, mask, fill)
     shape, want, err = expected_fill(x, mask, fill)
-    out, terr = attempt(lambda: x.build(device).masked_fill(mask.build(device), fill.build(device)))
+    out, terr = attempt(lambda: ops.masked_fill(x.build(device), mask.build(device), fill.build(device)))
     if case.check_outcome(err, terr):
         return
     if tuple(out.shape) != shape:
@@ -76,24 +80,26 @@ def test_masked_fill_matches_oracle(device, args):
 def test_masked_fill_leaves_input_untouched(device, args):
     """The out-of-place masked_fill leaves self bit-identical: values, shape, strides, offset,
     every byte of its storage and its version counter."""
+    ops = backends.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill (out-of-place) never modifies its input", device, x, mask, fill)
     case.run("print(x)  # must be unchanged")
     t, base = x.build_with_base(device)
     version = t._version
-    attempt(lambda: t.masked_fill(mask.build(device), fill.build(device)))
+    attempt(lambda: ops.masked_fill(t, mask.build(device), fill.build(device)))
     check_untouched(case, x, t, base, version, "masked_fill")
 
 
 @given(args=masked_fill_args(fills=lambda dt: elements(dt).map(FillValue)))
 def test_masked_fill_result_does_not_share_storage(device, args):
     """The out-of-place result owns new memory: it never aliases self, even when nothing is masked."""
+    ops = backends.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill returns a new tensor that does not share storage with self", device,
                     x, mask, fill)
     case.run("print(out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr())")
     t = x.build(device)
-    out = t.masked_fill(mask.build(device), fill.build(device))
+    out = ops.masked_fill(t, mask.build(device), fill.build(device))
     if out is t or (out.numel() and t.numel()
                     and out.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()):
         case.fail("the result aliases self's storage", expected="new storage", actual="self's storage")
@@ -107,13 +113,14 @@ def test_masked_fill_result_does_not_share_storage(device, args):
                              .map(FillValue)))
 def test_masked_fill_inplace_returns_self(device, args):
     """x.masked_fill_(mask, v) returns x itself: the same object, storage, shape and strides."""
+    ops = backends.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill_ returns self (same object, same storage)", device, x, mask, fill,
                     op="masked_fill_")
     case.run("print(out is x)")
     t = x.build(device)
     before, ptr = layout_of(t), t.untyped_storage().data_ptr()
-    out = t.masked_fill_(mask.build(device), fill.build(device))
+    out = ops.masked_fill_(t, mask.build(device), fill.build(device))
     if out is not t:
         case.fail("masked_fill_ returned a different tensor object", expected="self", actual="a new tensor")
     if layout_of(t) != before or t.untyped_storage().data_ptr() != ptr:
@@ -125,12 +132,13 @@ def test_masked_fill_inplace_returns_self(device, args):
 def test_masked_fill_inplace_matches_oracle(device, args):
     """After x.masked_fill_(mask, v), x holds v (cast to its dtype) where the mask broadcast to
     x's shape is True and its old values elsewhere; an unrepresentable v raises."""
+    ops = backends.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill_ writes the value where the mask is True", device, x, mask, fill,
                     op="masked_fill_")
     _, want, err = expected_fill(x, mask, fill, inplace=True)
     t = x.build(device)
-    _, terr = attempt(lambda: t.masked_fill_(mask.build(device), fill.build(device)))
+    _, terr = attempt(lambda: ops.masked_fill_(t, mask.build(device), fill.build(device)))
     if case.check_outcome(err, terr):
         return
     case.check_values(read(t), want, x.shape)
@@ -141,12 +149,13 @@ def test_masked_fill_inplace_matches_oracle(device, args):
 def test_masked_fill_inplace_advances_version_counter(device, args):
     """Every successful masked_fill_ advances self's version counter (autograd relies on it),
     even when the mask selects nothing."""
+    ops = backends.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill_ advances the version counter", device, x, mask, fill, op="masked_fill_")
     case.run("print(x._version)")
     t = x.build(device)
     before = t._version
-    t.masked_fill_(mask.build(device), fill.build(device))
+    ops.masked_fill_(t, mask.build(device), fill.build(device))
     if t._version <= before:
         case.fail("the version counter did not advance", expected=f"> {before}", actual=t._version)
 
@@ -155,6 +164,7 @@ def test_masked_fill_inplace_advances_version_counter(device, args):
 def test_masked_fill_inplace_requires_one_way_broadcast(device, data):
     """masked_fill_ accepts a mask only if it broadcasts one-way to self's shape; otherwise it
     raises and self is unchanged."""
+    ops = backends.for_device(device)
     self_shape, mask_shape = data.draw(inplace_shape_pairs(), label="(self, mask) shapes")
     dtype = data.draw(dtypes(), label="dtype")
     x = data.draw(tensors(self_shape, dtype, kinds=WRITABLE), label="x")
@@ -165,7 +175,7 @@ def test_masked_fill_inplace_requires_one_way_broadcast(device, data):
     _, want, err = expected_fill(x, mask, fill, inplace=True)
     t, base = x.build_with_base(device)
     version = t._version
-    _, terr = attempt(lambda: t.masked_fill_(mask.build(device), fill.build(device)))
+    _, terr = attempt(lambda: ops.masked_fill_(t, mask.build(device), fill.build(device)))
     if case.check_outcome(err, terr):
         check_untouched(case, x, t, base, version, "a refused masked_fill_")
         return
@@ -178,12 +188,13 @@ def test_masked_fill_inplace_requires_one_way_broadcast(device, data):
 def test_masked_fill_inplace_through_view_reaches_base(device, args):
     """masked_fill_ on a view writes through to the base tensor at exactly the view's
     positions; storage outside the view is untouched."""
+    ops = backends.for_device(device)
     x, mask, fill = args
     case = describe("writing through a view reaches its base, and only the viewed elements", device,
                     x, mask, fill, op="masked_fill_")
     case.run("print(x._base)")
     t, base = x.build_with_base(device)
-    t.masked_fill_(mask.build(device), fill.build(device))
+    ops.masked_fill_(t, mask.build(device), fill.build(device))
     value = rules.cast_scalar(fill.scalar(), x.dtype)
     mask_b = rules.broadcast_values(mask.values, mask.shape, x.shape)
     want = list(x.storage)
@@ -197,15 +208,16 @@ def test_masked_fill_inplace_through_view_reaches_base(device, args):
 def test_masked_fill_inplace_and_out_of_place_agree(device, args):
     """For a mask that broadcasts one-way to self, x.clone().masked_fill_(m, v) and
     x.masked_fill(m, v) give the same values and raise on the same inputs, in every layout."""
+    ops = backends.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill_ and masked_fill agree on every valid input", device, x, mask, fill)
     case.run("out_ = x.clone().masked_fill_(mask, value)", "print(out, out_)")
     m, v = mask.build(device), fill.build(device)
-    out, err = attempt(lambda: x.build(device).masked_fill(m, v))
+    out, err = attempt(lambda: ops.masked_fill(x.build(device), m, v))
     t = x.build(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # expanded self only warns: see the known deviation
-        _, terr = attempt(lambda: t.masked_fill_(m, v))
+        _, terr = attempt(lambda: ops.masked_fill_(t, m, v))
     if (err is None) != (terr is None):
         case.fail("one variant raised and the other did not",
                   expected=f"masked_fill: {err or 'ok'}", actual=f"masked_fill_: {terr or 'ok'}")
@@ -217,6 +229,7 @@ def test_masked_fill_inplace_and_out_of_place_agree(device, args):
 def test_masked_fill_tensor_value_equals_python_scalar(device, data):
     """A 0-d tensor value gives the same result as the Python scalar it holds, and raises where
     that scalar raises."""
+    ops = backends.for_device(device)
     x, mask, _ = data.draw(masked_fill_args(one_way=True, self_kinds=WRITABLE), label="x, mask")
     vdtype = data.draw(st.just(x.dtype) | dtypes(), label="value dtype")
     value = data.draw(value_tensor_scalars(vdtype), label="value")
@@ -227,7 +240,7 @@ def test_masked_fill_tensor_value_equals_python_scalar(device, data):
         outs = []
         for fill in (as_tensor, as_scalar):
             t = x.build(device)
-            r, e = attempt(lambda: getattr(t, op)(mask.build(device), fill.build(device)))
+            r, e = attempt(lambda: getattr(ops, op)(t, mask.build(device), fill.build(device)))
             outs.append(("raised", type(e).__name__) if e else ("ok", read(r)))
         if outs[0][0] != outs[1][0] or (outs[0][0] == "ok" and not rules.same_values(outs[0][1], outs[1][1])):
             case.fail(f"{op}: the tensor value and the Python scalar disagree",
@@ -238,6 +251,7 @@ def test_masked_fill_tensor_value_equals_python_scalar(device, data):
 def test_masked_fill_inplace_refuses_expanded_self(device, data):
     """masked_fill_ on an expanded (zero-stride) self raises: several elements share one memory
     location, and in-place ops refuse such tensors (add_ does)."""
+    ops = backends.for_device(device)
     x, mask, fill = data.draw(masked_fill_args(
         one_way=True, self_kinds=("expanded",), fills=lambda dt: elements(dt).map(FillValue)))
     if not any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape)):
@@ -248,7 +262,7 @@ def test_masked_fill_inplace_refuses_expanded_self(device, data):
     t = x.build(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, terr = attempt(lambda: t.masked_fill_(mask.build(device), fill.build(device)))
+        _, terr = attempt(lambda: ops.masked_fill_(t, mask.build(device), fill.build(device)))
     if terr is None:
         said = "; ".join(str(w.message)[:80] for w in caught) or "nothing"
         case.fail("masked_fill_ wrote into an expanded tensor instead of raising",

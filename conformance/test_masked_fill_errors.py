@@ -7,19 +7,21 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import rules
+from conformance import backends, rules
 from conformance.failures import Case, attempt
 from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, dtypes, non_bool_masks, tensors
 from strategies.values import fill_values
 
 OPS = ("masked_fill", "masked_fill_")
+pytestmark = [pytest.mark.ops(param="op"), pytest.mark.torch_tensors]
 
 
 @pytest.mark.parametrize("op", OPS)
 @given(data=st.data())
 def test_masked_fill_rejects_non_bool_masks(device, op, data):
     """A mask of any dtype but bool (uint8 legacy masks included) raises, and self is unchanged."""
+    ops = backends.for_device(device)
     shape = data.draw(array_shapes(max_dims=4), label="shape")
     dtype = data.draw(dtypes(), label="dtype")
     x = data.draw(tensors(shape, dtype), label="x")
@@ -27,7 +29,7 @@ def test_masked_fill_rejects_non_bool_masks(device, op, data):
     case = Case("masked_fill takes bool masks only", device).tensor("x", x).tensor("mask", mask)
     case.run(f"x.{op}(mask, 0)")
     t = x.build(device)
-    _, err = attempt(lambda: getattr(t, op)(mask.build(device), 0))
+    _, err = attempt(lambda: getattr(ops, op)(t, mask.build(device), 0))
     if err is None:
         case.fail(f"{op} accepted a {mask.dtype} mask", expected="RuntimeError", actual="no error")
     if not rules.same_values(read(t), x.values):
@@ -39,6 +41,7 @@ def test_masked_fill_rejects_non_bool_masks(device, op, data):
 def test_masked_fill_rejects_value_tensors_with_dims(device, op, data):
     """The value must be a Python scalar or a 0-d tensor; a tensor with dim > 0 raises,
     even with a single element."""
+    ops = backends.for_device(device)
     shape = data.draw(array_shapes(max_dims=4), label="shape")
     dtype = data.draw(dtypes(), label="dtype")
     x = data.draw(tensors(shape, dtype), label="x")
@@ -48,7 +51,7 @@ def test_masked_fill_rejects_value_tensors_with_dims(device, op, data):
     case.tensor("x", x).tensor("value", value).run(f"x.{op}(torch.ones_like(x, dtype=torch.bool), value)")
     t = x.build(device)
     mask = TensorSpec.contiguous(shape, "bool", [True] * rules.numel(shape)).build(device)
-    _, err = attempt(lambda: getattr(t, op)(mask, value.build(device)))
+    _, err = attempt(lambda: getattr(ops, op)(t, mask, value.build(device)))
     if err is None:
         case.fail(f"{op} accepted a value tensor of shape {vshape}", expected="RuntimeError",
                   actual="no error")
@@ -60,6 +63,7 @@ def test_masked_fill_value_conversion_follows_cast_rules(device, op, data):
     """The value is converted to self's dtype as c10 converts scalars: bool takes truthiness,
     ints truncate floats toward zero, floats round (half types via float32) and keep nan/inf;
     a value outside the dtype's range, or nan/inf into an int, raises."""
+    ops = backends.for_device(device)
     dtype = data.draw(dtypes(), label="dtype")
     shape = data.draw(array_shapes(max_dims=2, min_side=1, max_side=3), label="shape")
     x = data.draw(tensors(shape, dtype, kinds=("contiguous",)), label="x")
@@ -73,7 +77,7 @@ def test_masked_fill_value_conversion_follows_cast_rules(device, op, data):
         want, err = None, e
     t = x.build(device)
     mask = TensorSpec.contiguous(shape, "bool", [True] * rules.numel(shape)).build(device)
-    out, terr = attempt(lambda: getattr(t, op)(mask, fill.build(device)))
+    out, terr = attempt(lambda: getattr(ops, op)(t, mask, fill.build(device)))
     if case.check_outcome(err, terr):
         return
     case.check_values(read(out), [want] * rules.numel(shape), shape,

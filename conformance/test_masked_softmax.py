@@ -12,14 +12,16 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import rules, tolerances
+from conformance import backends, rules, tolerances
 from conformance.failures import Case, close_with
 from conformance.implementations import FLOATS, IMPLEMENTATIONS
 from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, elements, keep_masks, logits
-from strategies.values import logit_widths, shift_range
+from strategies.values import dtypes, logit_widths, shift_range
 
 IMPLS = sorted(IMPLEMENTATIONS)
+pytestmark = [pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].ops for n in IMPLS}),
+              pytest.mark.torch_tensors]
 MAX_ELEMENTS = 4096
 
 
@@ -27,7 +29,7 @@ MAX_ELEMENTS = 4096
 def softmax_inputs(draw, impl, *, kind=None, patterns=None, wide=True, any_dim=False, min_dims=1):
     """(logits, keep, dim) for `impl`: a row width (some > 1024), up to 3 other small dims,
     the softmax dim anywhere (negative too) when `any_dim` and the idiom allows it."""
-    dtype = draw(st.sampled_from(FLOATS))
+    dtype = draw(dtypes(FLOATS))
     width = draw(logit_widths(wide=wide))
     other = draw(array_shapes(min_dims=max(min_dims - 1, 0), max_dims=3, min_side=1, max_side=4,
                               max_elements=max(1, MAX_ELEMENTS // width)))
@@ -49,7 +51,7 @@ def describe(rule, device, impl, x, keep, dim):
 
 def run(impl, x, keep, dim, device, requires_grad=False):
     t = x.build(device, requires_grad=requires_grad)
-    return t, impl(t, keep.build(device), dim)
+    return t, impl(backends.for_device(device), t, keep.build(device), dim)
 
 
 def rows(x, keep, dim):

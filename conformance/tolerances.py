@@ -71,3 +71,21 @@ def gradient(dtype: str, width: int) -> Tolerance:
     """Softmax backward ``p * (g - sum(p * g))`` adds one more reduction over the row."""
     tol = probabilities(dtype, width)
     return Tolerance(atol=4 * tol.atol, rtol=4 * tol.rtol)
+
+
+# Two implementations of the same op on the same inputs (a device against CPU, compiled
+# against eager).  Ops that move values (broadcasting, masked_fill, where, comparisons) and
+# correctly rounded elementwise arithmetic agree bit for bit, so integer and bool results
+# must be equal.  Floats get slack only for what may legitimately differ: the order of a
+# reduction (softmax sums over rows up to 4096 wide, attention matmuls, fused or vectorised
+# kernels) and the accumulation dtype of the half types.  A few eps of the output dtype per
+# element, scaled by log2 of the longest reduction we run (12), covers both.
+CROSS_BACKEND_ULPS = {"float16": 16, "bfloat16": 16, "float32": 64, "float64": 64}
+
+
+def cross_backend(dtype: str) -> Tolerance | None:
+    """Tolerance between two backends' results of dtype `dtype`; None: must be identical."""
+    if dtype not in CROSS_BACKEND_ULPS:
+        return None
+    slack = CROSS_BACKEND_ULPS[dtype] * finfo_eps(dtype)
+    return Tolerance(atol=slack, rtol=slack)

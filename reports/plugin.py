@@ -37,8 +37,8 @@ def add_options(parser) -> None:
                     help="where report.json/md/html go (default: reports/out under the checkout)")
     group.addoption("--no-report", action="store_true", help="write no report")
     group.addoption("--deviations", default=None,
-                    help="comma-separated known-deviation files (default: "
-                         "conformance/deviations/torch.toml); 'none' for no file")
+                    help="comma-separated known-deviation files (default: the backend's DEVIATIONS, "
+                         "conformance/deviations/torch.toml for torch); 'none' for no file")
     group.addoption("--replay-blob", default=None, metavar="VERSION:BLOB",
                     help="run each selected test once on the example Hypothesis encoded in BLOB "
                          "(what `python -m reports replay` passes)")
@@ -47,10 +47,16 @@ def add_options(parser) -> None:
 def deviation_files(config) -> list[Path]:
     option = config.getoption("--deviations")
     if option is None:
-        return dev.default_files()
+        from conformance import backends
+        return dev.default_files(backends.active().deviations)
     if option.strip().lower() == "none":
         return []
     return [Path(p.strip()) for p in option.split(",") if p.strip()]
+
+
+def _backend_name() -> str:
+    from conformance import backends
+    return backends.active().name
 
 
 def _now() -> str:
@@ -247,7 +253,7 @@ class ReportPlugin:
             "schema": schema.NAME, "schema_version": schema.VERSION,
             "suite": {"name": schema.SUITE, **environment.suite_revision(self.root)},
             "run": {"started": _now(), "finished": None, "duration_s": None, "complete": False,
-                    "exit_status": None, "backend": "torch", "devices": selected,
+                    "exit_status": None, "backend": _backend_name(), "devices": selected,
                     "argv": [str(a) for a in config.invocation_params.args],
                     "planned": None, "not_run": [], "report_dir": str(self.out)},
             "environment": env, "counts": {},

@@ -1,0 +1,26 @@
+"""torch.compile: every op of torch eager, compiled with inductor and dynamic shapes.
+
+Each op is compiled once (``dynamic=True``, so a new size does not recompile; a new rank,
+dtype or layout does).  DIFFERENTIAL is on: each call is also run by torch eager on CPU,
+so compiled code must raise where eager raises and agree with it within
+`tolerances.cross_backend`, besides obeying every property.  Recompilation limits are
+lifted: hitting one would make dynamo silently fall back to eager and test eager instead.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch._dynamo
+
+from conformance.backends import OPS, torch_eager
+
+NAME = "torch-compile"
+DEVIATIONS = ("torch", "torch-compile")
+DIFFERENTIAL = True
+COMPILE = {"backend": "inductor", "dynamic": True}
+
+torch._dynamo.config.recompile_limit = 1_000_000
+torch._dynamo.config.accumulated_recompile_limit = 1_000_000
+
+for _op in OPS:
+    globals()[_op] = torch.compile(getattr(torch_eager, _op), **COMPILE)
