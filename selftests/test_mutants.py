@@ -1,6 +1,7 @@
 """The mutant self-test: every deliberately faulty backend makes the conformance run fail.
 
-Each mutant (selftests/mutants.py) is injected into torch in a fresh pytest process that
+Each mutant (selftests/mutants.py) is a faulty backend, run with ``--backend
+selftests.mutants:NAME`` (the mechanism any backend uses) in a fresh pytest process that
 runs the conformance modules holding the properties designed to catch it (set
 ``MUTANTS_FULL=1`` to run the whole suite per mutant instead), under the ``selftest``
 Hypothesis profile.  We then check that the run failed, that every target property was
@@ -50,7 +51,7 @@ def run_mutant(name: str, tmp: Path) -> dict:
     paths = ["conformance"] if os.environ.get("MUTANTS_FULL") else sorted(
         {str(props[t].relative_to(ROOT)) for t in MUTANTS[name].targets})
     out = tmp / name
-    cmd = [sys.executable, "-m", "pytest", *paths, "-p", "selftests.mutants", "--mutant", name,
+    cmd = [sys.executable, "-m", "pytest", *paths, "--backend", f"selftests.mutants:{name}",
            "--hypothesis-profile", os.environ.get("MUTANT_PROFILE", "selftest"), "-q", "--no-header",
            *(["--hypothesis-seed", os.environ["MUTANT_SEED"]] if os.environ.get("MUTANT_SEED") else []),
            "-p", "no:cacheprovider", "--report-dir", str(out), "--device", "cpu", "-o", "addopts="]

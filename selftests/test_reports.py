@@ -66,7 +66,7 @@ def broken_runs(tmp_path_factory):
     def go(kind):
         name, module, extra = runs[kind]
         out = tmp / kind
-        proc = pytest_run(module, "-n", "2", "-p", "selftests.mutants", "--mutant", name, *extra, out=out)
+        proc = pytest_run(module, "-n", "2", "--backend", f"selftests.mutants:{name}", *extra, out=out)
         collected = subprocess.run([sys.executable, "-m", "pytest", module, "--collect-only", "-q",
                                     "-p", "no:cacheprovider", "--device", "cpu", "--no-report"],
                                    cwd=ROOT, capture_output=True, text=True).stdout
@@ -121,7 +121,7 @@ def test_an_interrupted_run_leaves_a_valid_partial_report(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "pytest", "conformance/test_broadcasting.py", "-q", "-p", "no:cacheprovider",
            "-o", "addopts=", "--device", "cpu", "--hypothesis-profile", "selftest", "--report-dir", str(out),
-           "-p", "selftests.mutants", "--mutant", "broadcast_to_hangs_on_empty_shapes", "--timeout", "0"]
+           "--backend", "selftests.mutants:broadcast_to_hangs_on_empty_shapes", "--timeout", "0"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
@@ -264,8 +264,8 @@ def test_replay_reruns_a_recorded_failure_from_the_report(tmp_path):
     """`python -m reports replay` re-runs a failure from report.json alone: under the faulty
     backend it reproduces (exit 0), against real torch it does not (exit 1)."""
     out = tmp_path / "run"
-    proc = pytest_run("conformance/test_masked_fill.py::test_masked_fill_matches_oracle", "-p",
-                      "selftests.mutants", "--mutant", "masked_fill_inverted", out=out)
+    proc = pytest_run("conformance/test_masked_fill.py::test_masked_fill_matches_oracle", "--backend",
+                      "selftests.mutants:masked_fill_inverted", out=out)
     assert proc.returncode == 1, proc.stdout[-2000:]
     report = schema.load(out / "report.json")
     (record,) = report["results"]
@@ -276,7 +276,7 @@ def test_replay_reruns_a_recorded_failure_from_the_report(tmp_path):
         return subprocess.run([sys.executable, "-m", "reports", "replay", str(out / "report.json"), test_id,
                                *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
-    again = replay("--", "-p", "selftests.mutants", "--mutant", "masked_fill_inverted")
+    again = replay("--", "--backend", "selftests.mutants:masked_fill_inverted")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
     assert "replaying the recorded minimal example" in again.stdout and "reproduced" in again.stdout
     assert textwrap.indent(record["failure"]["snippet"], "    ") in again.stdout  # shown first

@@ -166,7 +166,7 @@ def derive(base, **changes) -> types.SimpleNamespace:
     unknown = set(changes) - set(OPS) - set(ARRAY_FUNCTIONS) - set(SETTINGS)
     if unknown:
         raise BackendError(f"derive: {sorted(unknown)} are not ops or settings of the protocol")
-    return types.SimpleNamespace(**{n: getattr(base, n) for n in names}, **changes)
+    return types.SimpleNamespace(**{**{n: getattr(base, n) for n in names}, **changes})
 
 
 # --------------------------------------------------------------------------- the active backend
