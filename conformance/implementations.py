@@ -31,6 +31,7 @@ class MaskedSoftmax:
     any_dim: bool = True           # normalises along any dim (else the last)
     masked_values: str = "any"     # "any": masked logits may be +-inf/nan; "finite": must be finite
     extreme: bool = True           # correct for logits near the dtype's largest finite value
+    max_width: int = 4096          # widest row drawn (SDPA's identity trick costs width**2)
 
     def __call__(self, ops, logits, keep, dim=-1):
         return self.call(ops, logits, keep, dim)
@@ -100,6 +101,7 @@ IMPLEMENTATIONS = {
                     "attn_mask={keep}.reshape(1, -1, I.shape[0]), scale=1.0).reshape({x}.shape)",
             _sdpa, ("scaled_dot_product_attention",), fully_masked="zeros",
             policy_source="PyTorch 2.5 release notes: fully masked rows give 0, not nan",
-            any_dim=False, masked_values="finite"),  # 0 * inf in q @ I poisons the row
+            any_dim=False, masked_values="finite",  # 0 * inf in q @ I poisons the row
+            max_width=2049),  # past 1024 and 2048 (kernel block edges); 4096 would cost 150 ms a call
     ]
 }

@@ -4,6 +4,7 @@
   gate checks the same examples; no deadline (a shared CI runner has noisy timing).
 * ``dev``: quick and random, with the local example database, for editing the suite.
 * ``thorough``: ten times ``ci``'s examples, random, for nightly runs.
+* ``compile``: derandomized like ``ci``, 25 examples (each new graph costs a compilation).
 * ``selftest``: what the mutant self-test runs each mutant under: derandomized, fewer
   examples, no shrinking (a mutant only has to be caught, not minimised).
 
@@ -26,6 +27,10 @@ settings.register_profile("dev", max_examples=25, deadline=None, suppress_health
                           print_blob=True)
 settings.register_profile("thorough", max_examples=10 * CI_EXAMPLES, deadline=None,
                           suppress_health_check=_quiet, print_blob=True)
+# torch.compile: every new rank, dtype, layout or size-0/1 pattern is a new graph (about a
+# second of inductor + C++ compilation each), so the compiled backend runs fewer examples.
+settings.register_profile("compile", max_examples=25, derandomize=True, database=None,
+                          deadline=None, suppress_health_check=_quiet, print_blob=True)
 settings.register_profile("selftest", max_examples=40, derandomize=True, database=None,
                           deadline=None, suppress_health_check=_quiet, print_blob=True,
                           phases=[Phase.explicit, Phase.generate])
@@ -34,6 +39,11 @@ DEFAULT = "ci"
 
 
 def load_from_environment() -> str:
+    """Load HYPOTHESIS_PROFILE (default ``ci``); CONFORMANCE_MAX_EXAMPLES=N scales it to N
+    examples per property, everything else kept (the benchmark's linearity check)."""
     name = os.environ.get("HYPOTHESIS_PROFILE", DEFAULT)
+    if n := os.environ.get("CONFORMANCE_MAX_EXAMPLES"):
+        settings.register_profile(f"{name}-{n}", settings.get_profile(name), max_examples=int(n))
+        name = f"{name}-{n}"
     settings.load_profile(name)
     return name

@@ -18,6 +18,7 @@ from conformance import backends, rules, tolerances
 from conformance.failures import Case, close_with
 from conformance.tensors import TORCH_DTYPES, TensorSpec, read
 from strategies import attention_masks, dtypes, elements
+from strategies.layouts import element_lists
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 pytestmark = pytest.mark.torch_tensors
@@ -53,7 +54,7 @@ def scenarios(draw):
     b, h, t, lengths, kind = draw(attention_masks())
     dtype = draw(dtypes(DTYPES))
     n = b * h * t * t
-    scores = draw(st.lists(elements(dtype, min_value=-20, max_value=20), min_size=n, max_size=n))
+    scores = draw(element_lists(elements(dtype, min_value=-20, max_value=20), n, "float64"))
     return b, h, t, lengths, kind, TensorSpec.contiguous((b, h, t, t), dtype, scores)
 
 
@@ -109,7 +110,7 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
     e = data.draw(st.sampled_from([1, 4, 16]), label="head dim")
     grid = st.integers(-8, 8).map(lambda k: k / 4)  # exact products: scores carry no rounding
     q, k, v = (TensorSpec.contiguous((b, h, t, e), dtype, data.draw(
-        st.lists(grid, min_size=b * h * t * e, max_size=b * h * t * e), label=n)) for n in "qkv")
+        element_lists(grid, b * h * t * e, "float64"), label=n)) for n in "qkv")
     case = Case("SDPA: softmax(q @ k.T / sqrt(E) over kept keys) @ v", device)
     case.tensor("q", q).tensor("k", k).tensor("v", v)
     case.inputs.append(f"mask: {kind}, lengths={list(lengths)}")
@@ -147,9 +148,9 @@ def test_multihead_attention_weights_match_oracle(device, data):
     heads, hd = data.draw(st.sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)]), label="heads, head dim")
     emb = heads * hd
     grid = st.integers(-4, 4).map(lambda k: k / 8)
-    w = data.draw(st.lists(grid, min_size=3 * emb * emb, max_size=3 * emb * emb), label="in_proj_weight")
-    bias = data.draw(st.lists(grid, min_size=3 * emb, max_size=3 * emb), label="in_proj_bias")
-    xs = data.draw(st.lists(grid, min_size=b * t * emb, max_size=b * t * emb), label="x")
+    w = data.draw(element_lists(grid, 3 * emb * emb, "float64"), label="in_proj_weight")
+    bias = data.draw(element_lists(grid, 3 * emb, "float64"), label="in_proj_bias")
+    xs = data.draw(element_lists(grid, b * t * emb, "float64"), label="x")
     use_kpm = kind in ("padding", "both")
     use_causal = kind in ("causal", "both")
     mha = torch.nn.MultiheadAttention(emb, heads, batch_first=True, dtype=TORCH_DTYPES[dtype], device=device)

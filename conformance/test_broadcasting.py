@@ -29,11 +29,19 @@ from strategies.layouts import WRITABLE
 ARITH = ("float16", "bfloat16", "float32", "float64", "int32", "int64")
 
 
-def shape_tuples(min_n=2, max_n=4):
+def _shapes_of(n):
     """2 of 3 draws broadcast; the rest are incompatible (when there are two shapes to clash)."""
-    return st.integers(min_n, max_n).flatmap(
-        lambda n: st.one_of(broadcastable_shapes(n), broadcastable_shapes(n), incompatible_shapes(n))
-        if n >= 2 else broadcastable_shapes(n))
+    if n < 2:
+        return broadcastable_shapes(n)
+    return st.one_of(broadcastable_shapes(n), broadcastable_shapes(n), incompatible_shapes(n))
+
+
+_SHAPES_OF = {n: _shapes_of(n) for n in range(1, 5)}
+
+
+def shape_tuples(min_n=2, max_n=4):
+    """min_n..max_n shapes (see `_shapes_of`)."""
+    return st.integers(min_n, max_n).flatmap(_SHAPES_OF.__getitem__)
 
 
 def _expected_shape(*shapes):

@@ -17,9 +17,11 @@ from conformance.failures import Case, close_with
 from conformance.implementations import FLOATS, IMPLEMENTATIONS
 from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, elements, keep_masks, logits
+from strategies.layouts import element_lists
 from strategies.values import dtypes, logit_widths, shift_range
 
 IMPLS = sorted(IMPLEMENTATIONS)
+_GRADS = st.integers(-4, 4).map(float)
 pytestmark = [pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].ops for n in IMPLS}),
               pytest.mark.torch_tensors]
 MAX_ELEMENTS = 4096
@@ -30,7 +32,7 @@ def softmax_inputs(draw, impl, *, kind=None, patterns=None, wide=True, any_dim=F
     """(logits, keep, dim) for `impl`: a row width (some > 1024), up to 3 other small dims,
     the softmax dim anywhere (negative too) when `any_dim` and the idiom allows it."""
     dtype = draw(dtypes(FLOATS))
-    width = draw(logit_widths(wide=wide))
+    width = draw(logit_widths(wide=wide, max_width=impl.max_width))
     other = draw(array_shapes(min_dims=max(min_dims - 1, 0), max_dims=3, min_side=1, max_side=4,
                               max_elements=max(1, MAX_ELEMENTS // width)))
     pos = draw(st.integers(0, len(other))) if any_dim and impl.any_dim else len(other)
@@ -203,7 +205,7 @@ def test_masked_softmax_ignores_values_at_masked_positions(device, impl_name, da
     junk = elements(x.dtype, allow_nan=anything, allow_infinity=anything, min_value=-big, max_value=big) \
         | st.sampled_from([big, -big] + ([math.inf, -math.inf, math.nan] if anything else []))
     n_masked = sum(1 for k in keep.values if not k)
-    new = iter(data.draw(st.lists(junk, min_size=n_masked, max_size=n_masked), label="masked values"))
+    new = iter(data.draw(element_lists(junk, n_masked, "float64"), label="masked values"))
     other = TensorSpec.contiguous(x.shape, x.dtype,
                                   [v if k else rules.round_to(x.dtype, next(new)) for v, k in zip(x.values, keep.values)])
     case = describe("values at masked positions do not matter", device, impl, x, keep, dim)
@@ -257,8 +259,7 @@ def test_masked_softmax_gradients_are_finite_and_zero_where_masked(device, impl_
     impl = IMPLEMENTATIONS[impl_name]
     x, keep, dim = data.draw(softmax_inputs(impl, patterns=("random", "all", "one", "prefix"), wide=False),
                              label="logits, keep, dim")
-    g = data.draw(st.lists(st.integers(-4, 4).map(float), min_size=len(x.values), max_size=len(x.values)),
-                  label="upstream gradient")
+    g = data.draw(element_lists(_GRADS, len(x.values), "float64"), label="upstream gradient")
     gspec = TensorSpec.contiguous(x.shape, x.dtype, g)
     case = describe("gradients are finite, 0 at masked positions, and right", device, impl, x, keep, dim)
     case.tensor("g", gspec).run("x.requires_grad_(True)", f"({impl.code(dim)} * g).sum().backward()",

@@ -54,6 +54,28 @@ def deviation_files(config) -> list[Path]:
     return [Path(p.strip()) for p in option.split(",") if p.strip()]
 
 
+_DRAW_TIME = [0.0]  # seconds spent in DataObject.draw in this process (generation in the body)
+
+
+def _time_draws() -> None:
+    """Time ``data.draw`` so the report can split a body's time into generation and work."""
+    from hypothesis.strategies._internal.core import DataObject
+
+    if getattr(DataObject.draw, "_timed", False):
+        return
+    draw = DataObject.draw
+
+    @functools.wraps(draw)
+    def timed(self, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return draw(self, *args, **kwargs)
+        finally:
+            _DRAW_TIME[0] += time.perf_counter() - t
+    timed._timed = True
+    DataObject.draw = timed
+
+
 def _backend_name() -> str:
     from conformance import backends
     return backends.active().name
@@ -140,6 +162,8 @@ class ReportPlugin:
         self.out = Path(config.getoption("--report-dir") or root / "reports" / "out").resolve()
         self.deviation_files = deviation_files(config)
         self.deviations = dev.load(self.deviation_files)
+        if self.enabled:
+            _time_draws()
         self.recorder = None
         self.last_case = None
         self.calls = 0
@@ -193,6 +217,7 @@ class ReportPlugin:
             reproduce_failure(version, data.encode())(item.obj)
         inner = handle.inner_test
         self.calls, self.body_time, self.last_case = 0, 0.0, None
+        self.draw_start = _DRAW_TIME[0]
 
         @functools.wraps(inner)
         def counted(*args, **kwargs):
@@ -219,7 +244,8 @@ class ReportPlugin:
         if report.when == "setup":
             data.update(rule=_rule_of(item), params=_params_of(item))
         if report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis"):
-            data.update(examples=self.calls, body_time_s=round(self.body_time, 4))
+            data.update(examples=self.calls, body_time_s=round(self.body_time, 4),
+                        draw_time_s=round(_DRAW_TIME[0] - self.draw_start, 4))
         if call.excinfo is not None and (report.failed or hasattr(report, "wasxfail")):
             data["failure"] = describe_failure(call.excinfo.value, report,
                                                self.last_case if report.when == "call" else None)
@@ -284,6 +310,7 @@ class ReportPlugin:
                 "id": test_id, "property": prop, "module": module, "rule": meta.get("rule"),
                 "params": params, "device": params.get("device"), "outcome": "passed",
                 "examples": None, "time_s": meta.get("time_s", 0.0), "body_time_s": None,
+                "draw_time_s": None,
                 "skip_reason": None,
                 "deviation": None if deviation is None else {
                     "id": deviation.id, "reason": deviation.reason, "link": deviation.link,
@@ -314,6 +341,7 @@ class ReportPlugin:
         elif report.when == "call":
             rec["examples"] = data.get("examples")
             rec["body_time_s"] = data.get("body_time_s")
+            rec["draw_time_s"] = data.get("draw_time_s")
             if hasattr(report, "wasxfail"):
                 rec["outcome"] = "known_deviation"
                 rec["failure"] = data.get("failure")

@@ -8,12 +8,24 @@ from hypothesis.errors import InvalidArgument
 
 from conformance import rules
 from conformance.tensors import TensorSpec
+from strategies._cache import cached, integers
 
 KINDS = ("contiguous", "permuted", "strided", "offset", "expanded")
 # Layouts whose elements never share memory: the ones an in-place op may write through.
 WRITABLE = ("contiguous", "permuted", "strided", "offset")
 
 
+@cached
+def _kind_sets(kinds):
+    return st.lists(st.sampled_from(kinds), min_size=1, max_size=3, unique=True)
+
+
+@cached
+def _steps(ndim):
+    return st.lists(integers(1, 3), min_size=ndim, max_size=ndim)
+
+
+@cached
 @st.composite
 def layouts(draw, shape, kinds=KINDS):
     """(strides, storage offset, expanded dims, words) for `shape`: one or more of `kinds`
@@ -22,14 +34,14 @@ def layouts(draw, shape, kinds=KINDS):
     if bad or not kinds:
         raise InvalidArgument(f"unknown layout kinds {sorted(bad)}; choose from {KINDS}")
     ndim = len(shape)
-    chosen = set(draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3, unique=True)))
+    chosen = set(draw(_kind_sets(tuple(kinds))))
     perm = list(range(ndim))
     if "permuted" in chosen and ndim > 1:
         perm = draw(st.permutations(range(ndim)))
     steps = [1] * ndim
     if "strided" in chosen:
-        steps = draw(st.lists(st.integers(1, 3), min_size=ndim, max_size=ndim))
-    offset = draw(st.integers(1, 5)) if "offset" in chosen else 0
+        steps = draw(_steps(ndim))
+    offset = draw(integers(1, 5)) if "offset" in chosen else 0
     expanded = ()
     if "expanded" in chosen and ndim:
         expanded = tuple(sorted(draw(st.sets(st.integers(0, ndim - 1), min_size=1))))
@@ -48,6 +60,26 @@ def layouts(draw, shape, kinds=KINDS):
     return tuple(strides), offset, expanded, ", ".join(words) or "contiguous"
 
 
+# Past this many values, draw them as a NumPy array: hypothesis.extra.numpy draws a fill
+# value and a few distinct elements instead of every element (4x faster at 100 values),
+# the shape large tensors need anyway to reach bugs in a few elements among many.
+ARRAY_FROM = 24
+
+
+@cached
+def element_lists(elements, n, dtype):
+    """`n` values from `elements`, as a list: element by element for short lists, through
+    `hypothesis.extra.numpy.arrays` (fill plus scattered elements) for long ones."""
+    if n <= ARRAY_FROM:
+        return st.lists(elements, min_size=n, max_size=n)
+    import numpy as np
+    from hypothesis.extra.numpy import arrays
+
+    np_dtype = np.bool_ if dtype == "bool" else np.int64 if dtype in rules.INT_DTYPES else np.float64
+    return arrays(np_dtype, n, elements=elements, fill=elements).map(lambda a: a.tolist())
+
+
+@cached
 @st.composite
 def tensors(draw, shape, dtype, *, elements=None, kinds=KINDS):
     """A `TensorSpec` of `shape` and `dtype` in a layout drawn from `kinds`.
@@ -61,13 +93,12 @@ def tensors(draw, shape, dtype, *, elements=None, kinds=KINDS):
     shape = tuple(shape)
     strides, offset, expanded, words = draw(layouts(shape, kinds))
     reduced = tuple(1 if d in expanded and s > 1 else s for d, s in enumerate(shape))
-    n = rules.numel(reduced)
-    small = draw(st.lists(elements, min_size=n, max_size=n))
+    small = draw(element_lists(elements, rules.numel(reduced), dtype))
     values = rules.broadcast_values(small, reduced, shape)
     if not words or words == "contiguous":
         return TensorSpec.contiguous(shape, dtype, values)
     positions = [offset + sum(i * s for i, s in zip(idx, strides)) for idx in rules.ndindex(shape)]
-    size = (max(positions) + 1 if positions else offset) + draw(st.integers(0, 2))
+    size = (max(positions) + 1 if positions else offset) + draw(integers(0, 2))
     canary = draw(elements)
     storage = [canary] * size
     for p, v in zip(positions, values):

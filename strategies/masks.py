@@ -7,11 +7,13 @@ from hypothesis import strategies as st
 
 from conformance import rules
 from conformance.tensors import TensorSpec
+from strategies._cache import cached, integers, sampled_from
 from strategies.layouts import KINDS, tensors
 
 ROW_PATTERNS = ("random", "random", "all", "none", "one", "prefix")
 
 
+@cached
 def bool_masks(shape, *, kinds=KINDS):
     """A bool `TensorSpec` of `shape` in a layout from `kinds`: all True, all False or random."""
     return st.sampled_from(["random", "random", "all", "none"]).flatmap(
@@ -19,6 +21,7 @@ def bool_masks(shape, *, kinds=KINDS):
                           elements=st.booleans() if p == "random" else st.just(p == "all")))
 
 
+@cached
 def non_bool_masks(shape):
     """A 0/1 mask of a dtype masked_fill must refuse (uint8 legacy masks, ints, floats)."""
     return st.sampled_from(["uint8", "int32", "int64", "float32", "float16"]).flatmap(
@@ -27,44 +30,61 @@ def non_bool_masks(shape):
             lambda spec: TensorSpec.contiguous(spec.shape, dt, spec.values)))
 
 
-def _row_source(pattern, width, arg):
+def _row(pattern, width, arg):
+    """(values, the NumPy expression that makes them) of one keep-mask row."""
+    import numpy as np
+
     if pattern == "all":
-        return f"np.ones({width}, bool)"
+        return [True] * width, f"np.ones({width}, bool)"
     if pattern == "none":
-        return f"np.zeros({width}, bool)"
+        return [False] * width, f"np.zeros({width}, bool)"
     if pattern == "one":
-        return f"(np.arange({width}) == {arg})"
+        return [j == arg for j in range(width)], f"(np.arange({width}) == {arg})"
     if pattern == "prefix":
-        return f"(np.arange({width}) < {arg})"
+        return [j < arg for j in range(width)], f"(np.arange({width}) < {arg})"
     seed, density = arg
-    return f"(np.random.default_rng({seed}).random({width}) < {density!r})"
+    values = (np.random.default_rng(seed).random(width) < density).tolist()
+    return values, f"(np.random.default_rng({seed}).random({width}) < {density!r})"
 
 
+_SEEDS = st.integers(0, 2**32 - 1)
+DRAWN_ROWS = 4
+_DENSITIES = st.sampled_from([0.1, 0.5, 0.9])
+
+
+@cached
 @st.composite
 def keep_masks(draw, shape, dim=-1, *, patterns=ROW_PATTERNS):
     """A bool keep-mask (True = may be attended) of `shape` whose rows along `dim` each follow
     a drawn pattern: random, all kept, none kept (fully masked), exactly one kept, or a
     kept prefix (padding).  Wide masks carry a NumPy expression for the reproduction."""
-    import numpy as np
-
     shape = tuple(shape)
     rows = rules.rows_along(range(rules.numel(shape)), shape, dim) if shape else [[0]]
     width = len(rows[0]) if rows else 0
     values = [False] * rules.numel(shape)
     sources = []
-    for row in rows:
-        pattern = draw(st.sampled_from(patterns))
-        if pattern == "one":
-            arg = draw(st.integers(0, max(width - 1, 0)))
-        elif pattern == "prefix":
-            arg = draw(st.integers(1, max(width, 1)))
-        elif pattern == "random":
-            arg = (draw(st.integers(0, 2**32 - 1)), draw(st.sampled_from([0.1, 0.5, 0.9])))
+    pick, one, prefix = (st.sampled_from(patterns), st.integers(0, max(width - 1, 0)),
+                         st.integers(1, max(width, 1)))
+    # The first rows are drawn one by one (so they shrink); the rest of a tensor with many
+    # rows follow a drawn seed, which costs one draw instead of up to three per row.
+    rest = None
+    for r, row in enumerate(rows):
+        if r < DRAWN_ROWS:
+            pattern = draw(pick)
+            arg = (draw(one) if pattern == "one" else draw(prefix) if pattern == "prefix" else
+                   (draw(_SEEDS), draw(_DENSITIES)) if pattern == "random" else None)
         else:
-            arg = None
-        src = _row_source(pattern, width, arg)
+            if rest is None:
+                import numpy as np
+                rest = np.random.default_rng(draw(_SEEDS))
+            pattern = patterns[int(rest.integers(len(patterns)))]
+            arg = (int(rest.integers(max(width, 1))) if pattern == "one" else
+                   int(rest.integers(1, max(width, 1) + 1)) if pattern == "prefix" else
+                   (int(rest.integers(2**32)), (0.1, 0.5, 0.9)[int(rest.integers(3))])
+                   if pattern == "random" else None)
+        row_values, src = _row(pattern, width, arg)
         sources.append(src)
-        for pos, v in zip(row, eval(src, {"np": np}).tolist()):  # noqa: S307 - our own expression
+        for pos, v in zip(row, row_values):
             values[pos] = v
     canonical_last = dim in (-1, len(shape) - 1)
     source = (f"np.stack([{', '.join(sources)}]).reshape({shape})"
@@ -73,20 +93,22 @@ def keep_masks(draw, shape, dim=-1, *, patterns=ROW_PATTERNS):
                       tuple(values), layout="contiguous", numpy_source=source)
 
 
+@cached
 @st.composite
 def attention_masks(draw, *, max_batch=3, max_heads=3, max_len=8, min_len=1, min_length=1):
     """An attention scenario from the source material: (B, H, T, lengths, kind), lengths in
     [min_length, T] (0 pads a whole sequence: its queries see no key), and kind
     "padding" ([B,1,1,T] keep-mask from sequence lengths), "causal" (tril(ones(T,T))
     expanded to [B,1,T,T]) or "both"."""
-    b = draw(st.integers(1, max_batch))
-    h = draw(st.integers(1, max_heads))
-    t = draw(st.integers(min_len, max_len))
+    b = draw(integers(1, max_batch))
+    h = draw(integers(1, max_heads))
+    t = draw(integers(min_len, max_len))
     lengths = tuple(draw(st.lists(st.integers(min_length, t), min_size=b, max_size=b)))
-    kind = draw(st.sampled_from(["padding", "causal", "both"]))
+    kind = draw(sampled_from(("padding", "causal", "both")))
     return b, h, t, lengths, kind
 
 
+@cached
 @st.composite
 def masked_fill_args(draw, *, one_way=None, dtype_names=None, self_kinds=KINDS, fills=None):
     """(self, mask, fill) for masked_fill: self a `TensorSpec` of any dtype (nan/inf included)

@@ -11,6 +11,8 @@ import math
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from strategies._cache import bool_lists, cached, integers, sampled_from
+
 MAX_DIMS = 8
 MAX_SIDE = 8
 MAX_ELEMENTS = 256
@@ -31,22 +33,24 @@ def _budget(shape) -> int:
     return math.prod(max(s, 1) for s in shape)
 
 
+@cached
 @st.composite
 def array_shapes(draw, *, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MAX_SIDE,
                  max_elements=MAX_ELEMENTS):
     """A shape of min_dims..max_dims sizes in [min_side, max_side] whose product
     (counting 0 as 1) is at most max_elements."""
     _check(min_dims, max_dims, min_side, max_side, max_elements)
-    ndim = draw(st.integers(min_dims, max_dims))
+    ndim = draw(integers(min_dims, max_dims))
     shape = []
     for i in range(ndim):
         left = max_elements // _budget(shape)
         reserve = max(min_side, 1) ** (ndim - i - 1)
         hi = max(min(max_side, left // reserve), min(min_side, 1))
-        shape.append(draw(st.integers(min_side, max(hi, min_side))))
+        shape.append(draw(integers(min_side, max(hi, min_side))))
     return tuple(shape)
 
 
+@cached
 @st.composite
 def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, min_side=0,
                          max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
@@ -61,24 +65,26 @@ def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, m
                                  max_side=max_side, max_elements=max_elements))
     shapes = []
     for _ in range(num_shapes):
-        ndim = draw(st.integers(0, len(scaffold)))
+        ndim = draw(integers(0, len(scaffold)))
         suffix = scaffold[len(scaffold) - ndim:]
-        ones = draw(st.lists(st.booleans(), min_size=ndim, max_size=ndim))
+        ones = draw(bool_lists(ndim))
         shapes.append(tuple(1 if one else s for s, one in zip(suffix, ones)))
     return tuple(shapes)
 
 
+@cached
 @st.composite
 def one_way_pairs(draw, *, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
     """(shape, target) where shape broadcasts one-way to target (expand / in-place operand)."""
     target = draw(array_shapes(min_dims=min_dims, max_dims=max_dims, max_side=max_side,
                                max_elements=max_elements))
-    ndim = draw(st.integers(0, len(target)))
+    ndim = draw(integers(0, len(target)))
     suffix = target[len(target) - ndim:]
-    ones = draw(st.lists(st.booleans(), min_size=ndim, max_size=ndim))
+    ones = draw(bool_lists(ndim))
     return tuple(1 if one else s for s, one in zip(suffix, ones)), target
 
 
+@cached
 @st.composite
 def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_SIDE,
                         max_elements=MAX_ELEMENTS):
@@ -93,9 +99,9 @@ def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_S
     for k in (i, j):
         if not shapes[k]:
             shapes[k] = (1,)
-    depth = draw(st.integers(1, min(len(shapes[i]), len(shapes[j]))))
-    a = draw(st.integers(0, max_side).filter(lambda s: s != 1))
-    b = draw(st.integers(0, max_side).filter(lambda s: s not in (1, a)))
+    depth = draw(integers(1, min(len(shapes[i]), len(shapes[j]))))
+    a = draw(integers(0, max_side).filter(lambda s: s != 1))
+    b = draw(integers(0, max_side).filter(lambda s: s not in (1, a)))
     for k, size in ((i, a), (j, b)):
         s = list(shapes[k])
         s[-depth] = size
@@ -114,6 +120,7 @@ def inplace_shape_pairs(**kw):
     )
 
 
+@cached
 @st.composite
 def expand_sizes(draw, shape, *, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
     """Arguments for ``Tensor.expand(*sizes)`` against `shape`: usually valid (leading new
@@ -125,11 +132,11 @@ def expand_sizes(draw, shape, *, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
         if s == 1:
             sizes.append(draw(st.sampled_from([1, -1]) | st.integers(0, max_side)))
         else:
-            sizes.append(draw(st.sampled_from([s, -1])))
-    if draw(st.integers(0, 4)) == 0 and sizes:  # break it
-        k = draw(st.integers(0, len(sizes) - 1))
-        sizes[k] = draw(st.sampled_from([-1, 0, 2, 3, max_side]))
-    if draw(st.integers(0, 9)) == 0 and shape:
+            sizes.append(draw(sampled_from((s, -1))))
+    if draw(integers(0, 4)) == 0 and sizes:  # break it
+        k = draw(integers(0, len(sizes) - 1))
+        sizes[k] = draw(sampled_from((-1, 0, 2, 3, max_side)))
+    if draw(integers(0, 9)) == 0 and shape:
         sizes = sizes[1:]
     budget = math.prod(max(s, 1) for s in sizes) * math.prod(max(s, 1) for s in shape)
     if budget > max_elements * max_elements:

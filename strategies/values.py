@@ -15,12 +15,14 @@ from hypothesis.errors import InvalidArgument
 
 from conformance import rules
 from conformance.tensors import TensorSpec, py_literal
+from strategies._cache import cached, integers, sampled_from
 
 FLOATS = rules.FLOAT_DTYPES
 ALL = rules.DTYPES
 _WIDTH = {"float16": 16, "float32": 32, "float64": 64, "bfloat16": 32}
 
 
+@cached
 def dtypes(names=ALL):
     """One of the dtype names in `names` (strings; see `conformance.rules.DTYPES`) that the
     backend under test supports (its ``DTYPES``; all of them for torch)."""
@@ -40,6 +42,7 @@ def _supported(names):
     return kept
 
 
+@cached
 def elements(dtype, *, allow_nan=False, allow_infinity=False, min_value=None, max_value=None):
     """Python scalars representable in `dtype` (finite by default)."""
     if dtype == "bool":
@@ -110,6 +113,7 @@ def _extremes(dtype):
     return [big, -big, math.inf, -math.inf, math.nan, 0.0, -0.0, rules.finfo_eps(dtype), *probes]
 
 
+@cached
 def fractional_floats():
     """Floats with a fractional part where truncation, rounding and flooring all disagree
     (2.75, -2.5, -0.25 ...): what converting a float into an integer dtype must get right."""
@@ -117,6 +121,7 @@ def fractional_floats():
                      st.sampled_from([0.25, 0.5, 0.75, -0.25, -0.5, -0.75, 0.9990234375]))
 
 
+@cached
 def python_scalars(dtype):
     """Python scalars to fill into a `dtype` tensor, valid or not: representable elements,
     the dtype's extremes, +-inf, nan, arbitrary floats (many overflow), ints (ints beyond
@@ -135,19 +140,21 @@ def python_scalars(dtype):
     )
 
 
+@cached
 def value_tensor_scalars(dtype):
     """What a 0-d `dtype` tensor value holds: any element (nan and +-inf included) or one
     of the dtype's extremes (which a narrower dtype cannot hold)."""
     return elements(dtype, allow_nan=True, allow_infinity=True) | st.sampled_from(_extremes(dtype))
 
 
+@cached
 @st.composite
 def fill_values(draw, dtype, *, tensors=True):
     """A `FillValue` for a `dtype` tensor: a Python scalar (see `python_scalars`) or, when
     `tensors`, a 0-d tensor of any dtype holding one of its own elements or extremes. For an
     integer `dtype`, a third of the values are floats with a fractional part, the inputs
     on which truncation toward zero (the rule) and rounding or flooring (common bugs) differ."""
-    if dtype in rules.INT_DTYPES and draw(st.integers(0, 2)) == 0:
+    if dtype in rules.INT_DTYPES and draw(integers(0, 2)) == 0:
         return FillValue(draw(fractional_floats()))
     if tensors and draw(st.booleans()):
         vdtype = draw(dtypes())
@@ -160,41 +167,55 @@ def fill_values(draw, dtype, *, tensors=True):
 # Rows at least this wide are generated with a seeded NumPy generator (Hypothesis draws
 # the seed, scale and offset): drawing thousands of floats one by one is slow and no
 # better at finding softmax bugs.
-WIDE = 128
+WIDE = 32
 
 
-def logit_widths(*, wide=True):
-    """Softmax row widths: mostly small, and (when `wide`) some past 1024, powers of two or not."""
+WIDE_ROWS = (1025, 1031, 1536, 2047, 2048, 2049, 3000, 4096)
+
+
+@cached
+def logit_widths(*, wide=True, max_width=4096):
+    """Softmax row widths: mostly small, and (when `wide`) some past 1024, powers of two or
+    not, up to `max_width`."""
     small = st.integers(1, 16)
     if not wide:
         return small
     return st.one_of(small, small, st.integers(17, 200),
-                     st.sampled_from([1025, 1031, 1536, 2047, 2048, 2049, 3000, 4096]))
+                     st.sampled_from([w for w in WIDE_ROWS if w <= max_width]))
 
 
+_SCALES = st.floats(0.1, 30.0)
+
+
+@cached
 @st.composite
 def logits(draw, shape, dtype, *, kind=None):
     """A float `TensorSpec` of logits: "ordinary" (normal, scale up to 30), "extreme" (half
     to all of the dtype's largest magnitude, both signs) or "grid" (multiples of 1/4,
     exact under shifts; see `shift_range`)."""
-    kind = kind or draw(st.sampled_from(["ordinary", "ordinary", "extreme", "grid"]))
+    kind = kind or draw(sampled_from(("ordinary", "ordinary", "extreme", "grid")))
     shape = tuple(shape)
     n = rules.numel(shape)
     big = rules.finfo_max(dtype)
     if n >= WIDE:
         import numpy as np
 
-        seed = draw(st.integers(0, 2**32 - 1))
+        # the values, and the same computation as source for the reproduction (the self-tests
+        # check that evaluating `src` gives `values`)
+        seed, rng = draw(integers(0, 2**32 - 1)), np.random.default_rng
         if kind == "extreme":
             src = (f"(np.random.default_rng({seed}).uniform(0.5, 1.0, {n}) * {big!r} * "
                    f"np.random.default_rng({seed + 1}).choice([-1.0, 1.0], {n}))")
+            raw = rng(seed).uniform(0.5, 1.0, n) * big * rng(seed + 1).choice([-1.0, 1.0], n)
         elif kind == "grid":
             src = f"(np.random.default_rng({seed}).integers(-64, 65, {n}) / 4.0)"
+            raw = rng(seed).integers(-64, 65, n) / 4.0
         else:
-            scale = draw(st.floats(0.1, 30.0))
+            scale = draw(_SCALES)
             src = f"(np.random.default_rng({seed}).standard_normal({n}) * {scale!r})"
-        src = f"{src}.astype(np.float32)" if dtype != "float64" else src
-        raw = eval(src, {"np": np})  # noqa: S307 - our own expression, kept for the repro
+            raw = rng(seed).standard_normal(n) * scale
+        if dtype != "float64":
+            src, raw = f"{src}.astype(np.float32)", raw.astype(np.float32)
         values = tuple(round_array(dtype, raw).tolist())
         return TensorSpec(shape, dtype, values, rules.contiguous_strides(shape), 0, values,
                           numpy_source=src)
@@ -204,7 +225,7 @@ def logits(draw, shape, dtype, *, kind=None):
         elem = st.integers(-64, 64).map(lambda k: k / 4)
     else:
         elem = elements(dtype, min_value=-30, max_value=30)
-    vals = draw(st.lists(elem, min_size=n, max_size=n))
+    vals = draw(st.lists(elem, min_size=n, max_size=n))  # n < WIDE
     return TensorSpec.contiguous(shape, dtype, [rules.round_to(dtype, v) for v in vals])
 
 
