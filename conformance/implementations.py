@@ -102,6 +102,6 @@ IMPLEMENTATIONS = {
             _sdpa, ("scaled_dot_product_attention",), fully_masked="zeros",
             policy_source="PyTorch 2.5 release notes: fully masked rows give 0, not nan",
             any_dim=False, masked_values="finite",  # 0 * inf in q @ I poisons the row
-            max_width=2049),  # past 1024 and 2048 (kernel block edges); 4096 would cost 150 ms a call
+            max_width=1536),  # past 1024 (several kernel blocks); 2049 would cost 30 ms a call, 4096 150 ms
     ]
 }

@@ -81,6 +81,11 @@ def _backend_name() -> str:
     return backends.active().name
 
 
+def _backend_spec() -> str:
+    from conformance import backends
+    return backends.active().spec
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -279,7 +284,7 @@ class ReportPlugin:
             "schema": schema.NAME, "schema_version": schema.VERSION,
             "suite": {"name": schema.SUITE, **environment.suite_revision(self.root)},
             "run": {"started": _now(), "finished": None, "duration_s": None, "complete": False,
-                    "exit_status": None, "backend": _backend_name(), "devices": selected,
+                    "exit_status": None, "backend": _backend_name(), "backend_spec": _backend_spec(), "devices": selected,
                     "argv": [str(a) for a in config.invocation_params.args],
                     "planned": None, "not_run": [], "report_dir": str(self.out)},
             "environment": env, "counts": {},

@@ -47,6 +47,8 @@ def command(doc: dict, record: dict, report_dir: Path) -> tuple[list[str], str]:
            "--report-dir", str(report_dir)]
     if record["device"]:
         cmd += ["--device", record["device"]]
+    if doc["run"].get("backend_spec"):
+        cmd += ["--backend", doc["run"]["backend_spec"]]
     blob = failure.get("hypothesis_blob")
     if not blob:
         how = "no example blob was recorded; re-running the test under the recorded profile"

@@ -262,7 +262,7 @@ def test_compare_refuses_unusable_input_with_one_line(tmp_path, what, side):
 
 def test_replay_reruns_a_recorded_failure_from_the_report(tmp_path):
     """`python -m reports replay` re-runs a failure from report.json alone: under the faulty
-    backend it reproduces (exit 0), against real torch it does not (exit 1)."""
+    backend (recorded in the report) it reproduces (exit 0), against real torch it does not (exit 1)."""
     out = tmp_path / "run"
     proc = pytest_run("conformance/test_masked_fill.py::test_masked_fill_matches_oracle", "--backend",
                       "selftests.mutants:masked_fill_inverted", out=out)
@@ -276,11 +276,12 @@ def test_replay_reruns_a_recorded_failure_from_the_report(tmp_path):
         return subprocess.run([sys.executable, "-m", "reports", "replay", str(out / "report.json"), test_id,
                                *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
-    again = replay("--", "--backend", "selftests.mutants:masked_fill_inverted")
+    assert report["run"]["backend_spec"] == "selftests.mutants:masked_fill_inverted"
+    again = replay()
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
     assert "replaying the recorded minimal example" in again.stdout and "reproduced" in again.stdout
     assert textwrap.indent(record["failure"]["snippet"], "    ") in again.stdout  # shown first
-    clean = replay()
+    clean = replay("--", "--backend", "torch")
     assert clean.returncode == 1 and "did NOT reproduce" in clean.stdout, clean.stdout[-3000:]
     missing = subprocess.run([sys.executable, "-m", "reports", "replay", str(out / "report.json"), "nope"],
                              cwd=ROOT, capture_output=True, text=True)

@@ -87,3 +87,31 @@ def test_incompatible_shapes_do_not(shapes):
 @given(x=logits((2048,), "bfloat16"))
 def test_wide_logits_are_representable(x):
     assert all(rules.round_to("bfloat16", v) == v for v in x.values)
+
+
+@given(x=st.sampled_from(["float16", "bfloat16", "float32", "float64"]).flatmap(
+    lambda dt: st.sampled_from([(64,), (3, 40), (2049,)]).flatmap(lambda s: logits(s, dt))))
+def test_generated_logits_equal_their_numpy_source(x):
+    """A failure's reproduction rebuilds wide logits from `numpy_source`: it must give the values."""
+    import numpy as np
+
+    from strategies.values import round_array
+
+    assert x.numpy_source is not None
+    rebuilt = round_array(x.dtype, eval(x.numpy_source, {"np": np})).tolist()  # noqa: S307
+    assert all(rules.same_value(a, b) for a, b in zip(rebuilt, x.values))
+
+
+@given(m=st.sampled_from([(70, 3), (9, 100)]).flatmap(keep_masks))
+def test_keep_masks_equal_their_numpy_source(m):
+    import numpy as np
+
+    assert m.numpy_source is not None
+    assert np.asarray(eval(m.numpy_source, {"np": np})).reshape(-1).tolist() == list(m.values)  # noqa: S307
+
+
+def test_strategy_factories_are_reused():
+    """The same arguments give the same strategy object (see strategies/_cache.py)."""
+    assert tensors((2, 3), "float32") is tensors((2, 3), "float32")
+    assert array_shapes(max_dims=4) is array_shapes(max_dims=4)
+    assert tensors([2, 3], "float32") is not None  # unhashable arguments bypass the cache

@@ -63,7 +63,7 @@ def layouts(draw, shape, kinds=KINDS):
 # Past this many values, draw them as a NumPy array: hypothesis.extra.numpy draws a fill
 # value and a few distinct elements instead of every element (4x faster at 100 values),
 # the shape large tensors need anyway to reach bugs in a few elements among many.
-ARRAY_FROM = 24
+ARRAY_FROM = 8
 
 
 @cached

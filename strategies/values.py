@@ -167,7 +167,7 @@ def fill_values(draw, dtype, *, tensors=True):
 # Rows at least this wide are generated with a seeded NumPy generator (Hypothesis draws
 # the seed, scale and offset): drawing thousands of floats one by one is slow and no
 # better at finding softmax bugs.
-WIDE = 32
+WIDE = 16
 
 
 WIDE_ROWS = (1025, 1031, 1536, 2047, 2048, 2049, 3000, 4096)
