@@ -21,6 +21,7 @@ from strategies import (
     expand_sizes,
     incompatible_shapes,
     inplace_shape_pairs,
+    misalignable_pairs,
     one_way_pairs,
     tensors,
 )
@@ -30,10 +31,14 @@ ARITH = ("float16", "bfloat16", "float32", "float64", "int32", "int64")
 
 
 def _shapes_of(n):
-    """2 of 3 draws broadcast; the rest are incompatible (when there are two shapes to clash)."""
+    """Half the draws broadcast, a quarter are incompatible, and a quarter are a lower-rank
+    shape against higher-rank ones that would also broadcast if aligned on the left (where an
+    alignment bug answers wrongly instead of raising)."""
     if n < 2:
         return broadcastable_shapes(n)
-    return st.one_of(broadcastable_shapes(n), broadcastable_shapes(n), incompatible_shapes(n))
+    misaligned = misalignable_pairs().flatmap(
+        lambda p: st.sampled_from([(p[0],) + (p[1],) * (n - 1), (p[1],) * (n - 1) + (p[0],)]))
+    return st.one_of(broadcastable_shapes(n), broadcastable_shapes(n), incompatible_shapes(n), misaligned)
 
 
 _SHAPES_OF = {n: _shapes_of(n) for n in range(1, 5)}

@@ -12,6 +12,7 @@ from strategies.shapes import (  # noqa: F401
     expand_sizes,
     incompatible_shapes,
     inplace_shape_pairs,
+    misalignable_pairs,
     one_way_pairs,
 )
 from strategies.layouts import layouts, tensors  # noqa: F401

@@ -109,6 +109,37 @@ def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_S
     return tuple(shapes)
 
 
+def _broadcast(x, y):
+    return tuple(max(p, q) if min(p, q) != 0 else 0 for p, q in zip(x, y))
+
+
+def _compatible(s, t):
+    return s == t or s == 1 or t == 1
+
+
+@cached
+@st.composite
+def _misaligned(draw, max_dims):
+    b = tuple(draw(st.lists(sampled_from((1, 1, 2, 3)), min_size=2, max_size=max_dims)))
+    k = draw(integers(1, len(b) - 1))
+    lead = len(b) - k
+    a = tuple(draw(sampled_from(tuple(s for s in (1, 2, 3) if _compatible(s, b[lead + i])
+                                      and _compatible(s, b[i])))) for i in range(k))
+    return a, b
+
+
+def misalignable_pairs(*, max_dims=6):
+    """(a, b), len(a) < len(b), that broadcast right-aligned (the rule) *and* would broadcast
+    left-aligned (a padded with 1s on the right), to a different shape: the pairs on which
+    an alignment bug gives a wrong answer instead of an error (the source material's
+    mistake: walking [2,1,1,5] against [2,2,5,5] from the wrong end)."""
+    def differs(pair):
+        a, b = pair
+        lead = len(b) - len(a)
+        return _broadcast((1,) * lead + a, b) != _broadcast(a + (1,) * lead, b)
+    return _misaligned(max_dims).filter(differs)
+
+
 def inplace_shape_pairs(**kw):
     """(self_shape, other_shape): one-way pairs, reversed ones (self would have to grow),
     and incompatible ones; an in-place op must accept exactly the first kind."""

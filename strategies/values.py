@@ -142,9 +142,14 @@ def python_scalars(dtype):
 
 @cached
 def value_tensor_scalars(dtype):
-    """What a 0-d `dtype` tensor value holds: any element (nan and +-inf included) or one
-    of the dtype's extremes (which a narrower dtype cannot hold)."""
-    return elements(dtype, allow_nan=True, allow_infinity=True) | st.sampled_from(_extremes(dtype))
+    """What a 0-d `dtype` tensor value holds: any element (nan and +-inf included), one of
+    the dtype's extremes, or (a third of the time) a value that needs every bit of the dtype,
+    which any detour through a narrower dtype changes."""
+    edges = _extremes(dtype)
+    needs_every_bit = [v for v in edges if isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and math.isfinite(v) and v not in (0, -1) and rules.round_to("float32", v) != v]
+    return st.one_of(elements(dtype, allow_nan=True, allow_infinity=True), st.sampled_from(edges),
+                     st.sampled_from(needs_every_bit or edges))
 
 
 @cached
