@@ -12,6 +12,7 @@ True = ignore (see test_attention_scenarios.py).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -64,11 +65,18 @@ def _additive_min(ops, x, keep, dim):
     return ops.softmax(ops.add(x, ops.mul((~keep).to(x.dtype), torch.finfo(x.dtype).min)), dim)
 
 
+@functools.lru_cache(maxsize=16)
+def _identity(width, dtype, device):
+    """torch.eye, kept between examples: a 1536-wide one is 19 MB to allocate and fill, and
+    SDPA only reads it."""
+    return torch.eye(width, dtype=dtype, device=device)
+
+
 def _sdpa(ops, x, keep, dim):
     """Attention weights from SDPA with q = logits, k = v = I and scale 1: scores = q @ I = q
     exactly, and weights @ I = weights, so the output *is* the masked softmax."""
     s = x.shape[-1]
-    eye = torch.eye(s, dtype=x.dtype, device=x.device)
+    eye = _identity(s, x.dtype, x.device)
     q = x.reshape(1, -1, s)
     out = ops.scaled_dot_product_attention(q, eye[None], eye[None], attn_mask=keep.reshape(1, -1, s),
                                            scale=1.0)
