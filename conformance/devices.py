@@ -30,8 +30,13 @@ def check_known(devices: list[str]) -> None:
                 "backend module, before the suite starts)") from None
 
 
+def device_type(device: str) -> str:
+    """'cuda:1' -> 'cuda'."""
+    return device.split(":", 1)[0]
+
+
 def is_available(device: str) -> bool:
-    device = device.split(":", 1)[0]
+    device = device_type(device)
     if device == "cpu":
         return True
     if device == _privateuse1():

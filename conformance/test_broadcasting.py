@@ -308,7 +308,7 @@ INPLACE = {
 }
 
 
-@pytest.mark.ops(param="name", rename={"+=": "iadd"})
+@pytest.mark.ops(param="name", rename={name: op for name, (op, _, _) in INPLACE.items()})
 @pytest.mark.parametrize("name", sorted(INPLACE))
 @given(data=st.data())
 def test_inplace_ops_never_broadcast_self(device, name, data):

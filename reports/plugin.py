@@ -22,7 +22,7 @@ import pytest
 
 from conformance import deviations as dev
 from conformance import devices as devmod
-from conformance import failures, profiles
+from conformance import backends, failures, profiles
 from reports import environment, inflight, render, schema
 
 PAYLOAD = "conformance-report"
@@ -47,7 +47,6 @@ def add_options(parser) -> None:
 def deviation_files(config) -> list[Path]:
     option = config.getoption("--deviations")
     if option is None:
-        from conformance import backends
         return dev.default_files(backends.active().deviations)
     if option.strip().lower() == "none":
         return []
@@ -74,16 +73,6 @@ def _time_draws() -> None:
             _DRAW_TIME[0] += time.perf_counter() - t
     timed._timed = True
     DataObject.draw = timed
-
-
-def _backend_name() -> str:
-    from conformance import backends
-    return backends.active().name
-
-
-def _backend_spec() -> str:
-    from conformance import backends
-    return backends.active().spec
 
 
 def _now() -> str:
@@ -280,11 +269,13 @@ class ReportPlugin:
                    for d in selected]
         workers = getattr(config.option, "numprocesses", None) or 0
         env = environment.capture(devices, profile, int(workers) if str(workers).isdigit() else 0)
+        backend = backends.active()
         self.doc = {
             "schema": schema.NAME, "schema_version": schema.VERSION,
             "suite": {"name": schema.SUITE, **environment.suite_revision(self.root)},
             "run": {"started": _now(), "finished": None, "duration_s": None, "complete": False,
-                    "exit_status": None, "backend": _backend_name(), "backend_spec": _backend_spec(), "devices": selected,
+                    "exit_status": None, "backend": backend.name, "backend_spec": backend.spec,
+                    "devices": selected,
                     "argv": [str(a) for a in config.invocation_params.args],
                     "planned": None, "not_run": [], "report_dir": str(self.out)},
             "environment": env, "counts": {},

@@ -49,7 +49,8 @@ def _row(pattern, width, arg):
 
 _SEEDS = st.integers(0, 2**32 - 1)
 DRAWN_ROWS = 4
-_DENSITIES = st.sampled_from([0.1, 0.5, 0.9])
+DENSITIES = (0.1, 0.5, 0.9)
+_DENSITIES = st.sampled_from(DENSITIES)
 
 
 @cached
@@ -80,7 +81,7 @@ def keep_masks(draw, shape, dim=-1, *, patterns=ROW_PATTERNS):
             pattern = patterns[int(rest.integers(len(patterns)))]
             arg = (int(rest.integers(max(width, 1))) if pattern == "one" else
                    int(rest.integers(1, max(width, 1) + 1)) if pattern == "prefix" else
-                   (int(rest.integers(2**32)), (0.1, 0.5, 0.9)[int(rest.integers(3))])
+                   (int(rest.integers(2**32)), DENSITIES[int(rest.integers(len(DENSITIES)))])
                    if pattern == "random" else None)
         row_values, src = _row(pattern, width, arg)
         sources.append(src)

@@ -11,6 +11,7 @@ import math
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from conformance import rules
 from strategies._cache import bool_lists, cached, integers, sampled_from
 
 MAX_DIMS = 8
@@ -109,10 +110,6 @@ def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_S
     return tuple(shapes)
 
 
-def _broadcast(x, y):
-    return tuple(max(p, q) if min(p, q) != 0 else 0 for p, q in zip(x, y))
-
-
 def _compatible(s, t):
     return s == t or s == 1 or t == 1
 
@@ -136,7 +133,7 @@ def misalignable_pairs(*, max_dims=6):
     def differs(pair):
         a, b = pair
         lead = len(b) - len(a)
-        return _broadcast((1,) * lead + a, b) != _broadcast(a + (1,) * lead, b)
+        return rules.broadcast_shapes((1,) * lead + a, b) != rules.broadcast_shapes(a + (1,) * lead, b)
     return _misaligned(max_dims).filter(differs)
 
 

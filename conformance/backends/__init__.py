@@ -51,6 +51,8 @@ import importlib
 import types
 from typing import Callable
 
+from conformance.devices import device_type
+
 OPS = ("broadcast_shapes", "broadcast_tensors", "expand", "broadcast_to", "add", "mul", "eq", "lt",
        "where", "add_", "sub_", "mul_", "iadd", "masked_fill", "masked_fill_", "softmax",
        "masked_softmax", "scaled_dot_product_attention", "tril", "multihead_attention")
@@ -126,7 +128,7 @@ class Backend:
         return callable(getattr(self.namespace, op, None))
 
     def runs_on(self, device: str) -> bool:
-        return self.device_types is None or device.split(":", 1)[0] in self.device_types
+        return self.device_types is None or device_type(device) in self.device_types
 
     def __repr__(self) -> str:
         return f"<backend {self.name} ({self.spec})>"
@@ -196,7 +198,7 @@ def differential_on(device: str) -> bool:
     backend = active()
     if _differential == "off" or not backend.torch_arrays:
         return False
-    return _differential == "on" or device.split(":", 1)[0] != "cpu" or backend.differential
+    return _differential == "on" or device_type(device) != "cpu" or backend.differential
 
 
 def for_device(device: str):

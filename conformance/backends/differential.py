@@ -97,8 +97,6 @@ def _copy_tensor(t, device):
     if not t.requires_grad:
         return flat.as_strided(t.shape, t.stride(), t.storage_offset())
     if t.is_leaf:
-        if t.is_contiguous() and t.storage_offset() == 0 and t.numel() == n:
-            return flat.reshape(t.shape).requires_grad_()
         return flat.as_strided(t.shape, t.stride(), t.storage_offset()).requires_grad_()
     return (flat.requires_grad_() * 1).as_strided(t.shape, t.stride(), t.storage_offset())
 
