@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -51,6 +52,7 @@ def pytest_configure(config):
         config.pluginmanager.register(report_plugin.ReportPlugin(config), "conformance-report")
     except dev.DeviationFileError as e:
         raise pytest.UsageError(str(e)) from None
+    _quiet_gc()  # the xdist controller never collects: torch is what it holds
 
 
 def _share_cores(config) -> None:
@@ -59,6 +61,24 @@ def _share_cores(config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workerinput["workercount"])))
+
+
+# Cyclic garbage collection is a tenth of a run's time with the default settings: every
+# full collection walks torch's ~190,000 long-lived objects, and Hypothesis makes enough
+# short-lived ones that collections run every few hundred microseconds.  Once collection
+# is done, everything alive lives to the end: freeze it out of the collector's sight and
+# collect less often (measured on the masked_fill and softmax modules: 9.4 s -> 4.3 s of
+# collection pauses in an 85 s run).
+GC_THRESHOLDS = (2000, 10, 50)
+
+
+def _quiet_gc() -> None:
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def pytest_collection_finish(session):
+    _quiet_gc()
 
 
 def _selected(config) -> list[str]:
