@@ -22,6 +22,11 @@ from strategies.layouts import element_lists
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 pytestmark = pytest.mark.torch_tensors
+# q, k, v and projection weights on grids whose products are exact: scores carry no rounding
+_QUARTERS = st.integers(-8, 8).map(lambda k: k / 4)
+_EIGHTHS = st.integers(-4, 4).map(lambda k: k / 8)
+_HEAD_DIMS = st.sampled_from([1, 4, 16])
+_MHA_HEADS = st.sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)])
 
 
 def keeps(kind, b, i, j, lengths):
@@ -107,10 +112,9 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
     softmax of q @ k.T * scale, times v (True = take part, the opposite of MHA)."""
     b, h, t, lengths, kind, _ = args
     dtype = args[5].dtype
-    e = data.draw(st.sampled_from([1, 4, 16]), label="head dim")
-    grid = st.integers(-8, 8).map(lambda k: k / 4)  # exact products: scores carry no rounding
+    e = data.draw(_HEAD_DIMS, label="head dim")
     q, k, v = (TensorSpec.contiguous((b, h, t, e), dtype, data.draw(
-        element_lists(grid, b * h * t * e, "float64"), label=n)) for n in "qkv")
+        element_lists(_QUARTERS, b * h * t * e, "float64"), label=n)) for n in "qkv")
     case = Case("SDPA: softmax(q @ k.T / sqrt(E) over kept keys) @ v", device)
     case.tensor("q", q).tensor("k", k).tensor("v", v)
     case.inputs.append(f"mask: {kind}, lengths={list(lengths)}")
@@ -145,9 +149,9 @@ def test_multihead_attention_weights_match_oracle(device, data):
     key left gets nan weights (observed policy, undocumented)."""
     b, _, t, lengths, kind = data.draw(attention_masks(min_length=0), label="scenario")
     dtype = data.draw(dtypes(("float32", "float64")), label="dtype")
-    heads, hd = data.draw(st.sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)]), label="heads, head dim")
+    heads, hd = data.draw(_MHA_HEADS, label="heads, head dim")
     emb = heads * hd
-    grid = st.integers(-4, 4).map(lambda k: k / 8)
+    grid = _EIGHTHS
     w = data.draw(element_lists(grid, 3 * emb * emb, "float64"), label="in_proj_weight")
     bias = data.draw(element_lists(grid, 3 * emb, "float64"), label="in_proj_bias")
     xs = data.draw(element_lists(grid, b * t * emb, "float64"), label="x")

@@ -131,12 +131,15 @@ def test_broadcast_tensors_agrees_with_the_rules(device, data):
         case.check_values(ops.to_list(out), want, expected, what=f"operand {i}: element mapping broken")
 
 
+_OPERAND_COUNTS = st.integers(2, 4)
+
+
 @pytest.mark.ops("broadcast_tensors")
 @given(data=st.data())
 def test_broadcast_tensors_stretches_by_views(device, data):
     """Stretched dimensions are views: stride 0 and the same storage as the input, never a copy."""
     ops = backends.for_device(device)
-    shapes = data.draw(broadcastable_shapes(data.draw(st.integers(2, 4))), label="shapes")
+    shapes = data.draw(broadcastable_shapes(data.draw(_OPERAND_COUNTS)), label="shapes")
     specs = data.draw(operand_specs(shapes), label="operands")
     case = Case("broadcasting makes views: a stretched dimension has stride 0 and shares storage", device)
     names = [f"t{i}" for i in range(len(specs))]
@@ -220,14 +223,16 @@ def test_expand_refuses_minus_one_in_new_dims_of_0d_tensors(device, sizes):
                   actual=f"{type(err).__name__}: {err}")
 
 
+_TO_PAIRS = st.one_of(one_way_pairs(), one_way_pairs().map(lambda p: p[::-1]), incompatible_shapes(2))
+
+
 @pytest.mark.ops("broadcast_to")
 @given(data=st.data())
 def test_broadcast_to_agrees_with_the_one_way_rule(device, data):
     """torch.broadcast_to(x, shape) succeeds exactly when x broadcasts one-way to shape,
     and then is a view holding the mapped elements."""
     ops = backends.for_device(device)
-    pair = data.draw(st.one_of(one_way_pairs(), one_way_pairs().map(lambda p: p[::-1]),
-                               incompatible_shapes(2)), label="(shape, target)")
+    pair = data.draw(_TO_PAIRS, label="(shape, target)")
     shape, target = pair
     spec = data.draw(tensors(shape, data.draw(dtypes())), label="x")
     case = Case("broadcast_to applies the one-way rule: x's shape stretches to the target, "

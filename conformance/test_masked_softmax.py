@@ -17,6 +17,7 @@ from conformance.failures import Case, close_with
 from conformance.implementations import FLOATS, IMPLEMENTATIONS
 from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, elements, keep_masks, logits
+from strategies._cache import cached, integers, sampled_from
 from strategies.layouts import element_lists
 from strategies.values import dtypes, logit_widths, shift_range
 
@@ -35,9 +36,9 @@ def softmax_inputs(draw, impl, *, kind=None, patterns=None, wide=True, any_dim=F
     width = draw(logit_widths(wide=wide, max_width=impl.max_width))
     other = draw(array_shapes(min_dims=max(min_dims - 1, 0), max_dims=3, min_side=1, max_side=4,
                               max_elements=max(1, MAX_ELEMENTS // width)))
-    pos = draw(st.integers(0, len(other))) if any_dim and impl.any_dim else len(other)
+    pos = draw(integers(0, len(other))) if any_dim and impl.any_dim else len(other)
     shape = (*other[:pos], width, *other[pos:])
-    dim = draw(st.sampled_from([pos, pos - len(shape)]))
+    dim = draw(sampled_from((pos, pos - len(shape))))
     if not any_dim:
         dim = -1
     kind = kind or ("ordinary" if not impl.extreme else None)
@@ -183,13 +184,22 @@ def test_masked_softmax_is_shift_invariant(device, impl_name, data):
     where the shift is exact in the dtype)."""
     impl = IMPLEMENTATIONS[impl_name]
     x, keep, dim = data.draw(softmax_inputs(impl, kind="grid"), label="logits, keep, dim")
-    c = data.draw(st.integers(-shift_range(x.dtype), shift_range(x.dtype)), label="shift")
+    c = data.draw(integers(-shift_range(x.dtype), shift_range(x.dtype)), label="shift")
     shifted = TensorSpec.contiguous(x.shape, x.dtype, [v + c for v in x.values])
     case = describe("softmax(x + c) == softmax(x)", device, impl, x, keep, dim)
     case.run(f"x2 = x + {c}", f"print(p - {impl.code(dim, x='x2')})")
     _, out = run(impl, x, keep, dim, device)
     _, out2 = run(impl, shifted, keep, dim, device)
     _compare(case, impl, x, keep, dim, read(out2), read(out), f"shifting every logit by {c} changed the result")
+
+
+@cached
+def _junk(dtype, anything, extreme):
+    """What a masked logit may hold: any finite value within reach (+-inf and nan too when
+    `anything`), and the extremes."""
+    big = rules.finfo_max(dtype) * (1 if extreme else 0.5)
+    return elements(dtype, allow_nan=anything, allow_infinity=anything, min_value=-big, max_value=big) \
+        | st.sampled_from([big, -big] + ([math.inf, -math.inf, math.nan] if anything else []))
 
 
 @pytest.mark.parametrize("impl_name", IMPLS)
@@ -200,10 +210,7 @@ def test_masked_softmax_ignores_values_at_masked_positions(device, impl_name, da
     masked logit of finfo.max cancels), the result is the same."""
     impl = IMPLEMENTATIONS[impl_name]
     x, keep, dim = data.draw(softmax_inputs(impl, kind="ordinary", wide=False), label="logits, keep, dim")
-    anything = impl.masked_values == "any"
-    big = rules.finfo_max(x.dtype) * (1 if impl.extreme else 0.5)
-    junk = elements(x.dtype, allow_nan=anything, allow_infinity=anything, min_value=-big, max_value=big) \
-        | st.sampled_from([big, -big] + ([math.inf, -math.inf, math.nan] if anything else []))
+    junk = _junk(x.dtype, impl.masked_values == "any", impl.extreme)
     n_masked = sum(1 for k in keep.values if not k)
     new = iter(data.draw(element_lists(junk, n_masked, "float64"), label="masked values"))
     other = TensorSpec.contiguous(x.shape, x.dtype,

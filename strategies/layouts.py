@@ -26,6 +26,16 @@ def _steps(ndim):
 
 
 @cached
+def _permutations(ndim):
+    return st.permutations(range(ndim))
+
+
+@cached
+def _dim_sets(ndim):
+    return st.sets(integers(0, ndim - 1), min_size=1)
+
+
+@cached
 @st.composite
 def layouts(draw, shape, kinds=KINDS):
     """(strides, storage offset, expanded dims, words) for `shape`: one or more of `kinds`
@@ -37,14 +47,14 @@ def layouts(draw, shape, kinds=KINDS):
     chosen = set(draw(_kind_sets(tuple(kinds))))
     perm = list(range(ndim))
     if "permuted" in chosen and ndim > 1:
-        perm = draw(st.permutations(range(ndim)))
+        perm = draw(_permutations(ndim))
     steps = [1] * ndim
     if "strided" in chosen:
         steps = draw(_steps(ndim))
     offset = draw(integers(1, 5)) if "offset" in chosen else 0
     expanded = ()
     if "expanded" in chosen and ndim:
-        expanded = tuple(sorted(draw(st.sets(st.integers(0, ndim - 1), min_size=1))))
+        expanded = tuple(sorted(draw(_dim_sets(ndim))))
     strides, acc = [0] * ndim, 1
     for d in reversed(perm):
         if d in expanded:

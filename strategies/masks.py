@@ -13,19 +13,24 @@ from strategies.layouts import KINDS, tensors
 ROW_PATTERNS = ("random", "random", "all", "none", "one", "prefix")
 
 
+_MASK_ELEMENTS = {"random": st.booleans(), "all": st.just(True), "none": st.just(False)}
+
+
 @cached
 def bool_masks(shape, *, kinds=KINDS):
     """A bool `TensorSpec` of `shape` in a layout from `kinds`: all True, all False or random."""
     return st.sampled_from(["random", "random", "all", "none"]).flatmap(
-        lambda p: tensors(shape, "bool", kinds=kinds,
-                          elements=st.booleans() if p == "random" else st.just(p == "all")))
+        lambda p: tensors(shape, "bool", kinds=kinds, elements=_MASK_ELEMENTS[p]))
+
+
+_ZERO_ONE = st.sampled_from((0, 1))
 
 
 @cached
 def non_bool_masks(shape):
     """A 0/1 mask of a dtype masked_fill must refuse (uint8 legacy masks, ints, floats)."""
     return st.sampled_from(["uint8", "int32", "int64", "float32", "float16"]).flatmap(
-        lambda dt: tensors(shape, dt if dt != "uint8" else "int32", elements=st.sampled_from([0, 1]),
+        lambda dt: tensors(shape, dt if dt != "uint8" else "int32", elements=_ZERO_ONE,
                            kinds=("contiguous",)).map(
             lambda spec: TensorSpec.contiguous(spec.shape, dt, spec.values)))
 
@@ -64,8 +69,8 @@ def keep_masks(draw, shape, dim=-1, *, patterns=ROW_PATTERNS):
     width = len(rows[0]) if rows else 0
     values = [False] * rules.numel(shape)
     sources = []
-    pick, one, prefix = (st.sampled_from(patterns), st.integers(0, max(width - 1, 0)),
-                         st.integers(1, max(width, 1)))
+    pick, one, prefix = (sampled_from(tuple(patterns)), integers(0, max(width - 1, 0)),
+                         integers(1, max(width, 1)))
     # The first rows are drawn one by one (so they shrink); the rest of a tensor with many
     # rows follow a drawn seed, which costs one draw instead of up to three per row.
     rest = None
@@ -95,6 +100,11 @@ def keep_masks(draw, shape, dim=-1, *, patterns=ROW_PATTERNS):
 
 
 @cached
+def _length_lists(lo, hi, n):
+    return st.lists(integers(lo, hi), min_size=n, max_size=n)
+
+
+@cached
 @st.composite
 def attention_masks(draw, *, max_batch=3, max_heads=3, max_len=8, min_len=1, min_length=1):
     """An attention scenario from the source material: (B, H, T, lengths, kind), lengths in
@@ -104,7 +114,7 @@ def attention_masks(draw, *, max_batch=3, max_heads=3, max_len=8, min_len=1, min
     b = draw(integers(1, max_batch))
     h = draw(integers(1, max_heads))
     t = draw(integers(min_len, max_len))
-    lengths = tuple(draw(st.lists(st.integers(min_length, t), min_size=b, max_size=b)))
+    lengths = tuple(draw(_length_lists(min_length, t, b)))
     kind = draw(sampled_from(("padding", "causal", "both")))
     return b, h, t, lengths, kind
 

@@ -86,6 +86,11 @@ def one_way_pairs(draw, *, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, max
 
 
 @cached
+def _index_pairs(n):
+    return st.lists(integers(0, n - 1), min_size=2, max_size=2, unique=True)
+
+
+@cached
 @st.composite
 def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_SIDE,
                         max_elements=MAX_ELEMENTS):
@@ -96,7 +101,7 @@ def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_S
         raise InvalidArgument(f"num_shapes={num_shapes}: incompatibility needs at least 2 shapes")
     shapes = list(draw(broadcastable_shapes(num_shapes, min_dims=1, max_dims=max_dims,
                                             max_side=max_side, max_elements=max_elements // 2)))
-    i, j = draw(st.lists(st.integers(0, num_shapes - 1), min_size=2, max_size=2, unique=True))
+    i, j = draw(_index_pairs(num_shapes))
     for k in (i, j):
         if not shapes[k]:
             shapes[k] = (1,)
@@ -149,16 +154,26 @@ def inplace_shape_pairs(**kw):
 
 
 @cached
+def _size_lists(max_side, max_size):
+    return st.lists(integers(0, max_side), max_size=max_size)
+
+
+@cached
+def _one_sizes(max_side):
+    return sampled_from((1, -1)) | integers(0, max_side)
+
+
+@cached
 @st.composite
 def expand_sizes(draw, shape, *, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
     """Arguments for ``Tensor.expand(*sizes)`` against `shape`: usually valid (leading new
     dims, 1s stretched, -1 to keep a size), sometimes not (a non-1 size changed, -1 in a
     new dimension, fewer sizes than dims)."""
-    lead = draw(st.lists(st.integers(0, max_side), max_size=max(0, 3 - len(shape) // 3)))
+    lead = draw(_size_lists(max_side, max(0, 3 - len(shape) // 3)))
     sizes = list(lead)
     for s in shape:
         if s == 1:
-            sizes.append(draw(st.sampled_from([1, -1]) | st.integers(0, max_side)))
+            sizes.append(draw(_one_sizes(max_side)))
         else:
             sizes.append(draw(sampled_from((s, -1))))
     if draw(integers(0, 4)) == 0 and sizes:  # break it

@@ -224,14 +224,23 @@ def logits(draw, shape, dtype, *, kind=None):
         values = tuple(round_array(dtype, raw).tolist())
         return TensorSpec(shape, dtype, values, rules.contiguous_strides(shape), 0, values,
                           numpy_source=src)
+    vals = draw(_short_logits(kind, dtype, n))  # n < WIDE
+    return TensorSpec.contiguous(shape, dtype, [rules.round_to(dtype, v) for v in vals])
+
+
+_GRID = st.integers(-64, 64).map(lambda k: k / 4)
+
+
+@cached
+def _short_logits(kind, dtype, n):
+    big = rules.finfo_max(dtype)
     if kind == "extreme":
         elem = elements(dtype, min_value=big / 2) | elements(dtype, max_value=-big / 2)
     elif kind == "grid":
-        elem = st.integers(-64, 64).map(lambda k: k / 4)
+        elem = _GRID
     else:
         elem = elements(dtype, min_value=-30, max_value=30)
-    vals = draw(st.lists(elem, min_size=n, max_size=n))  # n < WIDE
-    return TensorSpec.contiguous(shape, dtype, [rules.round_to(dtype, v) for v in vals])
+    return st.lists(elem, min_size=n, max_size=n)
 
 
 def round_array(dtype, raw):
