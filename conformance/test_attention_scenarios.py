@@ -59,7 +59,7 @@ def scenarios(draw):
     b, h, t, lengths, kind = draw(attention_masks())
     dtype = draw(dtypes(DTYPES))
     n = b * h * t * t
-    scores = draw(element_lists(elements(dtype, min_value=-20, max_value=20), n, "float64"))
+    scores = draw(element_lists(elements(dtype, min_value=-20, max_value=20), n))
     return b, h, t, lengths, kind, TensorSpec.contiguous((b, h, t, t), dtype, scores)
 
 
@@ -114,7 +114,7 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
     dtype = args[5].dtype
     e = data.draw(_HEAD_DIMS, label="head dim")
     q, k, v = (TensorSpec.contiguous((b, h, t, e), dtype, data.draw(
-        element_lists(_QUARTERS, b * h * t * e, "float64"), label=n)) for n in "qkv")
+        element_lists(_QUARTERS, b * h * t * e), label=n)) for n in "qkv")
     case = Case("SDPA: softmax(q @ k.T / sqrt(E) over kept keys) @ v", device)
     case.tensor("q", q).tensor("k", k).tensor("v", v)
     case.inputs.append(f"mask: {kind}, lengths={list(lengths)}")
@@ -152,9 +152,9 @@ def test_multihead_attention_weights_match_oracle(device, data):
     heads, hd = data.draw(_MHA_HEADS, label="heads, head dim")
     emb = heads * hd
     grid = _EIGHTHS
-    w = data.draw(element_lists(grid, 3 * emb * emb, "float64"), label="in_proj_weight")
-    bias = data.draw(element_lists(grid, 3 * emb, "float64"), label="in_proj_bias")
-    xs = data.draw(element_lists(grid, b * t * emb, "float64"), label="x")
+    w = data.draw(element_lists(grid, 3 * emb * emb), label="in_proj_weight")
+    bias = data.draw(element_lists(grid, 3 * emb), label="in_proj_bias")
+    xs = data.draw(element_lists(grid, b * t * emb), label="x")
     use_kpm = kind in ("padding", "both")
     use_causal = kind in ("causal", "both")
     mha = torch.nn.MultiheadAttention(emb, heads, batch_first=True, dtype=TORCH_DTYPES[dtype], device=device)

@@ -212,7 +212,7 @@ def test_masked_softmax_ignores_values_at_masked_positions(device, impl_name, da
     x, keep, dim = data.draw(softmax_inputs(impl, kind="ordinary", wide=False), label="logits, keep, dim")
     junk = _junk(x.dtype, impl.masked_values == "any", impl.extreme)
     n_masked = sum(1 for k in keep.values if not k)
-    new = iter(data.draw(element_lists(junk, n_masked, "float64"), label="masked values"))
+    new = iter(data.draw(element_lists(junk, n_masked), label="masked values"))
     other = TensorSpec.contiguous(x.shape, x.dtype,
                                   [v if k else rules.round_to(x.dtype, next(new)) for v, k in zip(x.values, keep.values)])
     case = describe("values at masked positions do not matter", device, impl, x, keep, dim)
@@ -266,7 +266,7 @@ def test_masked_softmax_gradients_are_finite_and_zero_where_masked(device, impl_
     impl = IMPLEMENTATIONS[impl_name]
     x, keep, dim = data.draw(softmax_inputs(impl, patterns=("random", "all", "one", "prefix"), wide=False),
                              label="logits, keep, dim")
-    g = data.draw(element_lists(_GRADS, len(x.values), "float64"), label="upstream gradient")
+    g = data.draw(element_lists(_GRADS, len(x.values)), label="upstream gradient")
     gspec = TensorSpec.contiguous(x.shape, x.dtype, g)
     case = describe("gradients are finite, 0 at masked positions, and right", device, impl, x, keep, dim)
     case.tensor("g", gspec).run("x.requires_grad_(True)", f"({impl.code(dim)} * g).sum().backward()",

@@ -32,9 +32,3 @@ def cached(factory):
 
 integers = cached(st.integers)
 sampled_from = cached(st.sampled_from)  # pass a tuple
-booleans = st.booleans()
-
-
-@cached
-def bool_lists(n: int):
-    return st.lists(booleans, min_size=n, max_size=n)

@@ -3,36 +3,19 @@ expanded (zero stride), and tensors drawn in them."""
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from conformance import rules
 from conformance.tensors import TensorSpec
 from strategies._cache import cached, integers
+from strategies._coding import bits, digit_strings, digits, permutation, permutation_indices, subsets
 
 KINDS = ("contiguous", "permuted", "strided", "offset", "expanded")
 # Layouts whose elements never share memory: the ones an in-place op may write through.
 WRITABLE = ("contiguous", "permuted", "strided", "offset")
-
-
-@cached
-def _kind_sets(kinds):
-    return st.lists(st.sampled_from(kinds), min_size=1, max_size=3, unique=True)
-
-
-@cached
-def _steps(ndim):
-    return st.lists(integers(1, 3), min_size=ndim, max_size=ndim)
-
-
-@cached
-def _permutations(ndim):
-    return st.permutations(range(ndim))
-
-
-@cached
-def _dim_sets(ndim):
-    return st.sets(integers(0, ndim - 1), min_size=1)
 
 
 @cached
@@ -44,17 +27,18 @@ def layouts(draw, shape, kinds=KINDS):
     if bad or not kinds:
         raise InvalidArgument(f"unknown layout kinds {sorted(bad)}; choose from {KINDS}")
     ndim = len(shape)
-    chosen = set(draw(_kind_sets(tuple(kinds))))
+    # one integer choice per part (see strategies._coding); each shrinks to the plain layout
+    chosen = {k for k, on in zip(kinds, bits(draw(subsets(len(kinds), min_size=1)), len(kinds))) if on}
     perm = list(range(ndim))
     if "permuted" in chosen and ndim > 1:
-        perm = draw(_permutations(ndim))
+        perm = permutation(draw(permutation_indices(ndim)), ndim)
     steps = [1] * ndim
     if "strided" in chosen:
-        steps = draw(_steps(ndim))
+        steps = [1 + d for d in digits(draw(digit_strings(3, ndim)), 3, ndim)]
     offset = draw(integers(1, 5)) if "offset" in chosen else 0
     expanded = ()
     if "expanded" in chosen and ndim:
-        expanded = tuple(sorted(draw(_dim_sets(ndim))))
+        expanded = tuple(d for d, on in enumerate(bits(draw(subsets(ndim, min_size=1)), ndim)) if on)
     strides, acc = [0] * ndim, 1
     for d in reversed(perm):
         if d in expanded:
@@ -70,23 +54,30 @@ def layouts(draw, shape, kinds=KINDS):
     return tuple(strides), offset, expanded, ", ".join(words) or "contiguous"
 
 
-# Past this many values, draw them as a NumPy array: hypothesis.extra.numpy draws a fill
-# value and a few distinct elements instead of every element (4x faster at 100 values),
-# the shape large tensors need anyway to reach bugs in a few elements among many.
-ARRAY_FROM = 8
+# Past this many values, a list is drawn as a pool of POOL values spread over the positions
+# by a drawn arrangement: POOL + 1 draws instead of n.  (hypothesis.extra.numpy.arrays with
+# a fill draws about 10 scattered elements at 3 choices each, more than n below 30 values;
+# our tensors have at most 64.)  Every value still comes from `elements`, nan and the
+# extremes included; POOL distinct values make a misplaced element visible 3 times in 4.
+POOLED_FROM = 8
+POOL = 4
+_ARRANGEMENTS = st.integers(0, 2**32 - 1)
 
 
 @cached
-def element_lists(elements, n, dtype):
-    """`n` values from `elements`, as a list: element by element for short lists, through
-    `hypothesis.extra.numpy.arrays` (fill plus scattered elements) for long ones."""
-    if n <= ARRAY_FROM:
+def element_lists(elements, n):
+    """`n` values from `elements`, as a list: element by element up to POOLED_FROM values,
+    POOL drawn values in a drawn arrangement past that."""
+    if n <= POOLED_FROM:
         return st.lists(elements, min_size=n, max_size=n)
-    import numpy as np
-    from hypothesis.extra.numpy import arrays
+    return _pooled(st.lists(elements, min_size=POOL, max_size=POOL), n)
 
-    np_dtype = np.bool_ if dtype == "bool" else np.int64 if dtype in rules.INT_DTYPES else np.float64
-    return arrays(np_dtype, n, elements=elements, fill=elements).map(lambda a: a.tolist())
+
+@cached
+@st.composite
+def _pooled(draw, pools, n):
+    pool = draw(pools)
+    return random.Random(draw(_ARRANGEMENTS)).choices(pool, k=n)
 
 
 @cached
@@ -103,7 +94,7 @@ def tensors(draw, shape, dtype, *, elements=None, kinds=KINDS):
     shape = tuple(shape)
     strides, offset, expanded, words = draw(layouts(shape, kinds))
     reduced = tuple(1 if d in expanded and s > 1 else s for d, s in enumerate(shape))
-    small = draw(element_lists(elements, rules.numel(reduced), dtype))
+    small = draw(element_lists(elements, rules.numel(reduced)))
     values = rules.broadcast_values(small, reduced, shape)
     if not words or words == "contiguous":
         return TensorSpec.contiguous(shape, dtype, values)

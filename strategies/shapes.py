@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from conformance import rules
-from strategies._cache import bool_lists, cached, integers, sampled_from
+from strategies._cache import cached, integers, sampled_from
+from strategies._coding import bits, subsets
 
 MAX_DIMS = 8
 MAX_SIDE = 8
@@ -68,7 +69,7 @@ def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, m
     for _ in range(num_shapes):
         ndim = draw(integers(0, len(scaffold)))
         suffix = scaffold[len(scaffold) - ndim:]
-        ones = draw(bool_lists(ndim))
+        ones = bits(draw(subsets(ndim)), ndim)
         shapes.append(tuple(1 if one else s for s, one in zip(suffix, ones)))
     return tuple(shapes)
 
@@ -81,7 +82,7 @@ def one_way_pairs(draw, *, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, max
                                max_elements=max_elements))
     ndim = draw(integers(0, len(target)))
     suffix = target[len(target) - ndim:]
-    ones = draw(bool_lists(ndim))
+    ones = bits(draw(subsets(ndim)), ndim)
     return tuple(1 if one else s for s, one in zip(suffix, ones)), target
 
 
@@ -106,8 +107,8 @@ def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_S
         if not shapes[k]:
             shapes[k] = (1,)
     depth = draw(integers(1, min(len(shapes[i]), len(shapes[j]))))
-    a = draw(integers(0, max_side).filter(lambda s: s != 1))
-    b = draw(integers(0, max_side).filter(lambda s: s not in (1, a)))
+    a = draw(sampled_from(tuple(s for s in range(max_side + 1) if s != 1)))
+    b = draw(sampled_from(tuple(s for s in range(max_side + 1) if s not in (1, a))))
     for k, size in ((i, a), (j, b)):
         s = list(shapes[k])
         s[-depth] = size
@@ -142,6 +143,7 @@ def misalignable_pairs(*, max_dims=6):
     return _misaligned(max_dims).filter(differs)
 
 
+@cached
 def inplace_shape_pairs(**kw):
     """(self_shape, other_shape): one-way pairs, reversed ones (self would have to grow),
     and incompatible ones; an in-place op must accept exactly the first kind."""
