@@ -154,3 +154,20 @@ def test_masked_fill_agrees_with_numpy(shapes, data):
     shape, got = rules.masked_fill(values, a, mask, m, -1)
     want = np.where(np.array(mask, dtype=bool).reshape(m), -1, np.arange(rules.numel(a)).reshape(a))
     assert shape == want.shape and got == want.ravel().tolist()
+
+
+_NEAR = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1.0, 1.0 + 2**-20])
+
+
+@given(pairs=st.lists(st.tuples(_NEAR, _NEAR), min_size=32, max_size=80),
+       atol=st.sampled_from([0.0, 1e-6, 1e-3]), rtol=st.sampled_from([0.0, 1e-6, 1e-3]))
+def test_vectorised_closeness_shortcut_agrees_with_the_per_element_rule(pairs, atol, rtol):
+    """first_differences' NumPy shortcut for long float rows says "all close" exactly when
+    close_with's per-element rule finds no difference."""
+    from conformance.failures import _all_within, close_with
+    from conformance.tolerances import Tolerance
+
+    tol = Tolerance(atol, rtol)
+    close = close_with(tol)
+    actual, expected = [a for a, _ in pairs], [e for _, e in pairs]
+    assert _all_within(actual, expected, tol) == all(close(a, e) for a, e in pairs)

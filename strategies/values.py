@@ -121,10 +121,23 @@ def fractional_floats():
                      st.sampled_from([0.25, 0.5, 0.75, -0.25, -0.5, -0.75, 0.9990234375]))
 
 
+def _unrepresentable(dtype):
+    """Python scalars a `dtype` tensor cannot take, just past its edges: ints too big to be a
+    scalar at all, for integer dtypes one past each end and nan/inf, for the narrow floats
+    twice their largest value."""
+    out = [2**64, -(2**63) - 1]
+    if dtype in rules.INT_DTYPES:
+        lo, hi = rules.iinfo(dtype)
+        out += [hi + 1, lo - 1, math.inf, -math.inf, math.nan]
+    elif dtype != "float64" and dtype != "bool":
+        out += [2 * rules.finfo_max(dtype), -2 * rules.finfo_max(dtype)]
+    return out
+
+
 @cached
 def python_scalars(dtype):
     """Python scalars to fill into a `dtype` tensor, valid or not: representable elements,
-    the dtype's extremes, +-inf, nan, arbitrary floats (many overflow), ints (ints beyond
+    the dtype's extremes, values just past them, +-inf, nan, arbitrary floats (many overflow), ints (ints beyond
     2**53 only for integer targets, where they are exact), bools, and floats with a
     fractional part (see `fractional_floats`)."""
     ints = st.integers(-(2**63), 2**63 - 1) if dtype in rules.INT_DTYPES else st.integers(-(2**53), 2**53)
@@ -132,6 +145,7 @@ def python_scalars(dtype):
     return st.one_of(
         elements(dtype, allow_nan=True, allow_infinity=True),
         st.sampled_from(pool),
+        st.sampled_from(_unrepresentable(dtype)),
         # float(2**63) converts to int64 with undefined behaviour in C++: not a rule to test
         st.floats().filter(lambda x: abs(x) != 2.0**63),
         ints,
@@ -143,13 +157,14 @@ def python_scalars(dtype):
 @cached
 def value_tensor_scalars(dtype):
     """What a 0-d `dtype` tensor value holds: any element (nan and +-inf included), one of
-    the dtype's extremes, or (a third of the time) a value that needs every bit of the dtype,
+    the dtype's extremes, or (half the time) a value that needs every bit of the dtype,
     which any detour through a narrower dtype changes."""
     edges = _extremes(dtype)
     needs_every_bit = [v for v in edges if isinstance(v, (int, float)) and not isinstance(v, bool)
                        and math.isfinite(v) and v not in (0, -1) and rules.round_to("float32", v) != v]
+    probes = st.sampled_from(needs_every_bit or edges)
     return st.one_of(elements(dtype, allow_nan=True, allow_infinity=True), st.sampled_from(edges),
-                     st.sampled_from(needs_every_bit or edges))
+                     probes, probes)
 
 
 @cached
@@ -169,10 +184,10 @@ def fill_values(draw, dtype, *, tensors=True):
 
 # --------------------------------------------------------------------------- logits
 
-# Rows at least this wide are generated with a seeded NumPy generator (Hypothesis draws
-# the seed, scale and offset): drawing thousands of floats one by one is slow and no
-# better at finding softmax bugs.
-WIDE = 16
+# Logits of at least this many values are generated with a seeded NumPy generator
+# (Hypothesis draws the seed and scale): drawing floats one by one costs a choice each and
+# is no better at finding softmax bugs; up to 8 values are drawn one by one, and shrink.
+WIDE = 9
 
 
 WIDE_ROWS = (1025, 1031, 1536, 2047, 2048, 2049, 3000, 4096)

@@ -46,11 +46,11 @@ class Differential:
             ref_args, ref_kwargs = to_reference((args, kwargs), self.ref_device)
             try:
                 out, err = fn(*args, **kwargs), None
-            except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            except failures.OP_ERRORS as e:
                 out, err = None, e
             try:
                 ref, ref_err = ref_fn(*ref_args, **ref_kwargs), None
-            except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            except failures.OP_ERRORS as e:
                 ref, ref_err = None, e
             if (err is None) != (ref_err is None):
                 self._fail(op, "one raised and the other did not",
