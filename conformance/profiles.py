@@ -17,7 +17,7 @@ import os
 
 from hypothesis import HealthCheck, Phase, settings
 
-CI_EXAMPLES = 200
+CI_EXAMPLES = 260  # 25,000+ examples in the gate (87 tests; a few exhaust their space early)
 _quiet = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
           HealthCheck.large_base_example]
 
@@ -31,7 +31,7 @@ settings.register_profile("thorough", max_examples=10 * CI_EXAMPLES, deadline=No
 # second of inductor + C++ compilation each), so the compiled backend runs fewer examples.
 settings.register_profile("compile", max_examples=25, derandomize=True, database=None,
                           deadline=None, suppress_health_check=_quiet, print_blob=True)
-settings.register_profile("selftest", max_examples=40, derandomize=True, database=None,
+settings.register_profile("selftest", max_examples=50, derandomize=True, database=None,
                           deadline=None, suppress_health_check=_quiet, print_blob=True,
                           phases=[Phase.explicit, Phase.generate])
 

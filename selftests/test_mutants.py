@@ -14,6 +14,7 @@ test_reports.py instead: their runs need pytest-xdist to survive them.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -34,8 +35,11 @@ CONFORMANCE = ROOT / "conformance"
 KILL_TABLE: list[str] = []
 
 
+@functools.cache
 def properties() -> dict[str, Path]:
-    """Every conformance property (test function) and the module that holds it."""
+    """Every conformance property (test function) and the module that holds it.  Cached, and
+    first called before the mutant threads start: CPython 3.11's ast.parse is not
+    thread-safe ("AST constructor recursion depth mismatch")."""
     found = {}
     for path in sorted(CONFORMANCE.glob("test_*.py")):
         for node in ast.parse(path.read_text()).body:
@@ -71,6 +75,7 @@ def run_mutant(name: str, tmp: Path) -> dict:
 @pytest.fixture(scope="session")
 def kill_results(tmp_path_factory):  # noqa: D103 - runs every mutant once per session
     tmp = tmp_path_factory.mktemp("mutants")
+    properties()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         futures = {name: pool.submit(run_mutant, name, tmp) for name in FAULTY}
         results = {name: f.result() for name, f in futures.items()}
