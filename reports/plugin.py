@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis.errors import UnsatisfiedAssumption
+from hypothesis.internal.conjecture.data import StopTest
 
 from conformance import deviations as dev
 from conformance import devices as devmod
@@ -53,6 +55,9 @@ def deviation_files(config) -> list[Path]:
     return [Path(p.strip()) for p in option.split(",") if p.strip()]
 
 
+# Calls Hypothesis throws away before the body checks anything: a filter it could not satisfy,
+# an `assume`, a replayed choice sequence that ran out (StopTest: how Hypothesis ends a call).
+_DISCARDED = (StopTest, UnsatisfiedAssumption)
 _DRAW_TIME = [0.0]  # seconds spent in DataObject.draw in this process (generation in the body)
 
 
@@ -161,6 +166,7 @@ class ReportPlugin:
         self.recorder = None
         self.last_case = None
         self.calls = 0
+        self.discarded = 0
         self.body_time = 0.0
         # controller state
         self.records: dict[str, dict] = {}
@@ -210,18 +216,25 @@ class ReportPlugin:
             version, _, data = blob.partition(":")
             reproduce_failure(version, data.encode())(item.obj)
         inner = handle.inner_test
-        self.calls, self.body_time, self.last_case = 0, 0.0, None
+        self.calls, self.discarded, self.body_time, self.last_case = 0, 0, 0.0, None
         self.draw_start = _DRAW_TIME[0]
 
         @functools.wraps(inner)
         def counted(*args, **kwargs):
-            self.calls += 1
             self.last_case = None
             t = time.perf_counter()
             try:
-                return inner(*args, **kwargs)
+                result = inner(*args, **kwargs)
+            except _DISCARDED:
+                self.discarded += 1
+                raise
+            except BaseException:
+                self.calls += 1
+                raise
             finally:
                 self.body_time += time.perf_counter() - t
+            self.calls += 1
+            return result
 
         handle.inner_test = counted
         try:
@@ -238,7 +251,7 @@ class ReportPlugin:
         if report.when == "setup":
             data.update(rule=_rule_of(item), params=_params_of(item))
         if report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis"):
-            data.update(examples=self.calls, body_time_s=round(self.body_time, 4),
+            data.update(examples=self.calls, discarded=self.discarded, body_time_s=round(self.body_time, 4),
                         draw_time_s=round(_DRAW_TIME[0] - self.draw_start, 4))
         if call.excinfo is not None and (report.failed or hasattr(report, "wasxfail")):
             data["failure"] = describe_failure(call.excinfo.value, report,
@@ -305,7 +318,8 @@ class ReportPlugin:
             self.records[nodeid] = {
                 "id": test_id, "property": prop, "module": module, "rule": meta.get("rule"),
                 "params": params, "device": params.get("device"), "outcome": "passed",
-                "examples": None, "time_s": meta.get("time_s", 0.0), "body_time_s": None,
+                "examples": None, "discarded": None, "time_s": meta.get("time_s", 0.0),
+                "body_time_s": None,
                 "draw_time_s": None,
                 "skip_reason": None,
                 "deviation": None if deviation is None else {
@@ -336,6 +350,7 @@ class ReportPlugin:
                 rec["outcome"], rec["failure"] = "failed", data.get("failure") or self._bare(report)
         elif report.when == "call":
             rec["examples"] = data.get("examples")
+            rec["discarded"] = data.get("discarded")
             rec["body_time_s"] = data.get("body_time_s")
             rec["draw_time_s"] = data.get("draw_time_s")
             if hasattr(report, "wasxfail"):
