@@ -11,6 +11,7 @@ takes when stored in such a tensor, the way c10 converts it.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from itertools import product
@@ -37,11 +38,13 @@ __all__ = [
     "ndindex",
     "numel",
     "round_to",
+    "row_values",
     "rows_along",
     "same_value",
     "same_values",
     "significand_bits",
     "softmax",
+    "softmax_defined",
     "source_index",
 ]
 
@@ -384,6 +387,17 @@ def masked_fill(values: Sequence, shape: Sequence[int], mask: Sequence[bool],
 # --------------------------------------------------------------------------- softmax
 
 
+def _kept_max(row: Sequence[float], keep: Sequence[bool]) -> float | None:
+    kept = [x for x, k in zip(row, keep) if k]
+    top = max(kept) if kept else -math.inf
+    return None if top == -math.inf else top
+
+
+def softmax_defined(row: Sequence[float], keep: Sequence[bool]) -> bool:
+    """Whether `softmax` gives probabilities for this row (it has a kept entry above -inf)."""
+    return _kept_max(row, keep) is not None
+
+
 def softmax(row: Sequence[float], keep: Sequence[bool]) -> list[float] | None:
     """Softmax over the kept entries of one row, computed with Python floats.
 
@@ -391,25 +405,28 @@ def softmax(row: Sequence[float], keep: Sequence[bool]) -> list[float] | None:
     becomes is each implementation's own policy, not a rule of softmax.  Kept entries
     must be finite or -inf; an all -inf kept set is also None.
     """
-    kept = [x for x, k in zip(row, keep) if k]
-    if not kept:
-        return None
-    top = max(kept)
-    if top == -math.inf:
+    top = _kept_max(row, keep)
+    if top is None:
         return None
     exps = [math.exp(x - top) if k else 0.0 for x, k in zip(row, keep)]
     total = math.fsum(exps)
     return [e / total for e in exps]
 
 
-def rows_along(values: Sequence, shape: Sequence[int], dim: int) -> list[list[int]]:
-    """Flat positions of every 1-d slice along `dim` (the rows softmax normalises)."""
+@functools.lru_cache(maxsize=4096)
+def rows_along(shape: tuple[int, ...], dim: int) -> tuple[range, ...]:
+    """Flat positions of every 1-d slice along `dim` of a contiguous `shape` (the rows softmax
+    normalises), as ranges (`row_values` reads one).  Cached: inputs and oracle ask for the
+    same few shapes over and over."""
     ndim = len(shape)
     dim = dim % ndim
     strides = contiguous_strides(shape)
     other = [range(s) if d != dim else range(1) for d, s in enumerate(shape)]
-    rows = []
-    for idx in product(*other):
-        start = sum(i * st for i, st in zip(idx, strides))
-        rows.append([start + j * strides[dim] for j in range(shape[dim])])
-    return rows
+    step, width = strides[dim], shape[dim]
+    return tuple(range(start, start + step * width, step)
+                 for start in (sum(i * st for i, st in zip(idx, strides)) for idx in product(*other)))
+
+
+def row_values(values: Sequence, row: range) -> Sequence:
+    """The elements of flat row-major `values` at the positions of `row` (a slice: no loop)."""
+    return values[row.start:row.stop:row.step]
