@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from conformance import rules
 from conformance.tensors import TensorSpec
 from strategies._cache import cached, integers, sampled_from
+from strategies._coding import digit_strings, digits
 from strategies.layouts import KINDS, tensors
 
 ROW_PATTERNS = ("random", "random", "all", "none", "one", "prefix")
@@ -44,9 +45,9 @@ def _row(pattern, width, arg):
     if pattern == "none":
         return [False] * width, f"np.zeros({width}, bool)"
     if pattern == "one":
-        return [j == arg for j in range(width)], f"(np.arange({width}) == {arg})"
+        return [False] * arg + [True] + [False] * (width - arg - 1), f"(np.arange({width}) == {arg})"
     if pattern == "prefix":
-        return [j < arg for j in range(width)], f"(np.arange({width}) < {arg})"
+        return [True] * arg + [False] * (width - arg), f"(np.arange({width}) < {arg})"
     seed, density = arg
     values = (np.random.default_rng(seed).random(width) < density).tolist()
     return values, f"(np.random.default_rng({seed}).random({width}) < {density!r})"
@@ -55,43 +56,39 @@ def _row(pattern, width, arg):
 _SEEDS = st.integers(0, 2**32 - 1)
 DRAWN_ROWS = 4
 DENSITIES = (0.1, 0.5, 0.9)
-_DENSITIES = st.sampled_from(DENSITIES)
 
 
 @cached
 @st.composite
 def keep_masks(draw, shape, dim=-1, *, patterns=ROW_PATTERNS):
     """A bool keep-mask (True = may be attended) of `shape` whose rows along `dim` each follow
-    a drawn pattern: random, all kept, none kept (fully masked), exactly one kept, or a
-    kept prefix (padding).  Wide masks carry a NumPy expression for the reproduction."""
+    a pattern: random, all kept, none kept (fully masked), exactly one kept, or a kept
+    prefix (padding).  Wide masks carry a NumPy expression for the reproduction.
+
+    Two draws, whatever the shape: the patterns of the first DRAWN_ROWS rows as one number
+    (a digit each; shrinks to the first pattern), and a seed for the rest (each row's kept
+    position, prefix length or random bits, and the patterns of further rows).  A draw per
+    row and argument cost a choice each, and choice sequences of varying length, which
+    Hypothesis's mutator splices into sequences that run out (discarded calls)."""
+    import numpy as np
+
     shape = tuple(shape)
-    rows = rules.rows_along(range(rules.numel(shape)), shape, dim) if shape else [[0]]
+    rows = rules.rows_along(shape, dim) if shape else (range(1),)
     width = len(rows[0]) if rows else 0
+    drawn = min(len(rows), DRAWN_ROWS)
+    first = digits(draw(digit_strings(len(patterns), drawn)), len(patterns), drawn)
+    rng = np.random.default_rng(draw(_SEEDS))
     values = [False] * rules.numel(shape)
     sources = []
-    pick, one, prefix = (sampled_from(tuple(patterns)), integers(0, max(width - 1, 0)),
-                         integers(1, max(width, 1)))
-    # The first rows are drawn one by one (so they shrink); the rest of a tensor with many
-    # rows follow a drawn seed, which costs one draw instead of up to three per row.
-    rest = None
     for r, row in enumerate(rows):
-        if r < DRAWN_ROWS:
-            pattern = draw(pick)
-            arg = (draw(one) if pattern == "one" else draw(prefix) if pattern == "prefix" else
-                   (draw(_SEEDS), draw(_DENSITIES)) if pattern == "random" else None)
-        else:
-            if rest is None:
-                import numpy as np
-                rest = np.random.default_rng(draw(_SEEDS))
-            pattern = patterns[int(rest.integers(len(patterns)))]
-            arg = (int(rest.integers(max(width, 1))) if pattern == "one" else
-                   int(rest.integers(1, max(width, 1) + 1)) if pattern == "prefix" else
-                   (int(rest.integers(2**32)), DENSITIES[int(rest.integers(len(DENSITIES)))])
-                   if pattern == "random" else None)
+        pattern = patterns[first[r] if r < drawn else int(rng.integers(len(patterns)))]
+        arg = (int(rng.integers(max(width, 1))) if pattern == "one" else
+               int(rng.integers(1, max(width, 1) + 1)) if pattern == "prefix" else
+               (int(rng.integers(2**32)), DENSITIES[int(rng.integers(len(DENSITIES)))])
+               if pattern == "random" else None)
         row_values, src = _row(pattern, width, arg)
         sources.append(src)
-        for pos, v in zip(row, row_values):
-            values[pos] = v
+        values[row.start:row.stop:row.step] = row_values
     canonical_last = dim in (-1, len(shape) - 1)
     source = (f"np.stack([{', '.join(sources)}]).reshape({shape})"
               if canonical_last and len(values) > 64 else None)
