@@ -100,6 +100,7 @@ def test_broadcast_shapes_agrees_with_the_rules(shapes, as_int):
 # --------------------------------------------------------------------------- broadcast_tensors
 
 
+@cached
 @st.composite
 def operand_specs(draw, shapes, dtype=None, kinds=None):
     dtype = dtype or draw(dtypes())

@@ -68,9 +68,44 @@ _ARRANGEMENTS = st.integers(0, 2**32 - 1)
 def element_lists(elements, n):
     """`n` values from `elements`, as a list: element by element up to POOLED_FROM values,
     POOL drawn values in a drawn arrangement past that."""
-    if n <= POOLED_FROM:
-        return st.lists(elements, min_size=n, max_size=n)
-    return _pooled(st.lists(elements, min_size=POOL, max_size=POOL), n)
+    from strategies.values import split_specials
+
+    if elements is _BOOLEANS and n <= MAX_BITS:
+        return _bool_lists(n)
+    k = n if n <= POOLED_FROM else POOL
+    split = split_specials(elements)
+    values = (st.lists(elements, min_size=k, max_size=k) if split is None else
+              _with_specials(*split, k))
+    return values if n <= POOLED_FROM else _pooled(values, n)
+
+
+_BOOLEANS = st.booleans()
+MAX_BITS = 16  # Hypothesis draws integers of up to 24 bits evenly; wider ones favour small values
+
+
+@cached
+def _bool_lists(n):
+    """`n` booleans as the bits of one draw (spread as in `_with_specials`; 0: all False)."""
+    return subsets(n).map(lambda mask: bits(mask * _SPREAD % 2**n, n))
+
+
+_SPREAD = 0x9E3779B1  # odd and not a multiple of 3 or 5: a unit modulo 2**a * 3**b * 5**c
+
+
+@cached
+@st.composite
+def _with_specials(draw, finite, branches, n):
+    """`n` values of `elements(..., allow_nan=True, allow_infinity=True)`, each value's branch
+    (finite, nan, +-inf) named by one base-2B digit of a single draw (B branches in all;
+    the digit's parity picks the sign of an infinity), so only the finite values cost a draw
+    of their own.  Same distribution as drawing element by element; shrinks to all finite."""
+    base = 2 * (1 + len(branches))
+    # Hypothesis draws small integers more often than large ones, which would leave the
+    # high digits at 0 (finite); multiplying by a unit modulo base**n spreads them and
+    # still maps 0 (what a shrink aims for) to 0.
+    kinds = digits(draw(digit_strings(base, n)) * _SPREAD % base**n, base, n)
+    return [draw(finite) if d < 2 else branches[d // 2 - 1][d % len(branches[d // 2 - 1])]
+            for d in kinds]
 
 
 @cached

@@ -60,12 +60,24 @@ def elements(dtype, *, allow_nan=False, allow_infinity=False, min_value=None, ma
     strat = st.floats(lo, hi, width=_WIDTH[dtype], allow_nan=False, allow_infinity=False)
     if dtype == "bfloat16":
         strat = strat.map(lambda x: rules.round_to("bfloat16", x)).filter(lambda x: lo <= x <= hi)
-    specials = []
-    if allow_nan:
-        specials.append(st.just(math.nan))
-    if allow_infinity:
-        specials.append(st.sampled_from([math.inf, -math.inf]))
-    return st.one_of(strat, *specials) if specials else strat
+    specials = ([(math.nan,)] if allow_nan else []) + ([(math.inf, -math.inf)] if allow_infinity else [])
+    if not specials:
+        return strat
+    out = st.one_of(strat, *(st.sampled_from(v) for v in specials))
+    _SPLITS[out] = (strat, tuple(specials))
+    return out
+
+
+# elements() strategies with nan/+-inf -> (the finite part, the specials' branches): what lets
+# `element_lists` name the kind of every value of a list in one draw (see `split_specials`)
+_SPLITS: dict = {}
+
+
+def split_specials(elements):
+    """(finite, branches) for a strategy from `elements` with nan or +-inf allowed, else None.
+    Drawing from it picks one of 1 + len(branches) branches uniformly (the finite part, or a
+    tuple of special values, then one of those uniformly)."""
+    return _SPLITS.get(elements)
 
 
 @dataclass(frozen=True)
