@@ -209,11 +209,13 @@ WIDE_ROWS = (1025, 1031, 1536, 2047, 2048, 2049, 3000, 4096)
 def logit_widths(*, wide=True, max_width=4096):
     """Softmax row widths: mostly small, and (when `wide`) some past 1024, powers of two or
     not, up to `max_width`."""
-    small = st.integers(1, 16)
     if not wide:
-        return small
-    return st.one_of(small, small, st.integers(17, 200),
-                     st.sampled_from([w for w in WIDE_ROWS if w <= max_width]))
+        return st.integers(1, 16)
+    # half 1..16, a quarter 17..200, a quarter past 1024: one draw from a table with each width
+    # repeated in proportion to its chance (a one_of of the ranges costs two), shrinking to 1
+    groups = [(range(1, 17), 2), (range(17, 201), 1), ([w for w in WIDE_ROWS if w <= max_width], 1)]
+    total = math.lcm(*(len(g) for g, _ in groups))
+    return st.sampled_from(tuple(w for g, share in groups for w in g for _ in range(share * total // len(g))))
 
 
 _SCALES = st.floats(0.1, 30.0)
