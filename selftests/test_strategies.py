@@ -13,12 +13,14 @@ from strategies import (
     array_shapes,
     broadcastable_shapes,
     dtypes,
+    elements,
     fill_values,
     incompatible_shapes,
     keep_masks,
     logits,
     tensors,
 )
+from strategies.layouts import element_lists
 from strategies.values import logit_widths
 
 FIND = settings(max_examples=5000, database=None, derandomize=True,
@@ -50,6 +52,19 @@ CASES = {
     "nan fill value": (fill_values("float32"), lambda f: isinstance(f.value, float) and math.isnan(f.value)),
     "0-d tensor fill value": (fill_values("float32"), lambda f: f.tensor_dtype is not None),
     "bfloat16": (dtypes(), lambda d: d == "bfloat16"),
+    # the value kinds drawn as one number (layouts._with_specials): every kind, in every position
+    "nan, inf, -inf and a finite value in one list": (
+        element_lists(elements("float16", allow_nan=True, allow_infinity=True), 6),
+        lambda v: any(math.isnan(x) for x in v) and math.inf in v and -math.inf in v
+        and any(math.isfinite(x) for x in v)),
+    "last of 8 values is -inf": (element_lists(elements("float32", allow_nan=True, allow_infinity=True), 8),
+                                 lambda v: v[-1] == -math.inf),
+    "pooled list with nan and a finite value": (
+        element_lists(elements("float64", allow_nan=True, allow_infinity=True), 30),
+        lambda v: any(math.isnan(x) for x in v) and any(math.isfinite(x) for x in v)),
+    # booleans drawn as the bits of one number (layouts._bool_lists)
+    "16 booleans, the last True, the rest mostly False": (
+        element_lists(st.booleans(), 16), lambda v: v[-1] and sum(v) <= 3),
 }
 
 
