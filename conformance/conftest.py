@@ -115,6 +115,9 @@ def _missing_ops(backend, item) -> list[str]:
     return missing
 
 
+KNOWN_DEVIATION = pytest.StashKey()  # the deviation entry an item is expected to fail by
+
+
 def pytest_collection_modifyitems(config, items):
     deviations = config.pluginmanager.get_plugin("conformance-report").deviations
     backend = backends.active()
@@ -133,8 +136,6 @@ def pytest_collection_modifyitems(config, items):
                 strict=True, raises=ConformanceFailure,
                 reason=f"known deviation: {entry.reason} ({entry.link})"))
 
-
-KNOWN_DEVIATION = pytest.StashKey()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -58,7 +58,8 @@ def layouts(draw, shape, kinds=KINDS):
 # by a drawn arrangement: POOL + 1 draws instead of n.  (hypothesis.extra.numpy.arrays with
 # a fill draws about 10 scattered elements at 3 choices each, more than n below 30 values;
 # our tensors have at most 64.)  Every value still comes from `elements`, nan and the
-# extremes included; POOL distinct values make a misplaced element visible 3 times in 4.
+# extremes included; with POOL values in the pool, a misplaced element is visible about
+# 3 times in 4 (less where drawn values repeat).
 POOLED_FROM = 8
 POOL = 4
 _ARRANGEMENTS = st.integers(0, 2**32 - 1)
@@ -67,7 +68,9 @@ _ARRANGEMENTS = st.integers(0, 2**32 - 1)
 @cached
 def element_lists(elements, n):
     """`n` values from `elements`, as a list: element by element up to POOLED_FROM values,
-    POOL drawn values in a drawn arrangement past that."""
+    POOL drawn values in a drawn arrangement past that.  Two shortcuts cost fewer choices:
+    up to MAX_BITS booleans are the bits of one draw, and for `elements(...)` with nan or
+    +-inf allowed every value's kind is one draw (`_with_specials`)."""
     from strategies.values import split_specials
 
     if elements is _BOOLEANS and n <= MAX_BITS:
@@ -98,7 +101,9 @@ def _with_specials(draw, finite, branches, n):
     """`n` values of `elements(..., allow_nan=True, allow_infinity=True)`, each value's branch
     (finite, nan, +-inf) named by one base-2B digit of a single draw (B branches in all;
     the digit's parity picks the sign of an infinity), so only the finite values cost a draw
-    of their own.  Same distribution as drawing element by element; shrinks to all finite."""
+    of their own.  The kinds come out close to what drawing element by element gives, finite
+    somewhat more often (measured at 6 values: 48 % against 37 %; Hypothesis favours the
+    draw 0, all finite); shrinks to all finite."""
     base = 2 * (1 + len(branches))
     # Hypothesis draws small integers more often than large ones, which would leave the
     # high digits at 0 (finite); multiplying by a unit modulo base**n spreads them and

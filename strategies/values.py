@@ -149,9 +149,9 @@ def _unrepresentable(dtype):
 @cached
 def python_scalars(dtype):
     """Python scalars to fill into a `dtype` tensor, valid or not: representable elements,
-    the dtype's extremes, values just past them, +-inf, nan, arbitrary floats (many overflow), ints (ints beyond
-    2**53 only for integer targets, where they are exact), bools, and floats with a
-    fractional part (see `fractional_floats`)."""
+    the dtype's extremes, values just past them, +-inf, nan, arbitrary floats (many
+    overflow), ints (ints beyond 2**53 only for integer targets, where they are exact),
+    bools, and floats with a fractional part (see `fractional_floats`)."""
     ints = st.integers(-(2**63), 2**63 - 1) if dtype in rules.INT_DTYPES else st.integers(-(2**53), 2**53)
     pool = [*_extremes(dtype)] + [v for d in ALL if d != dtype for v in _extremes(d)]
     return st.one_of(
