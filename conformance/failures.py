@@ -8,7 +8,7 @@ import textwrap
 from typing import NoReturn, Sequence
 
 from conformance import rules
-from conformance.tensors import TensorSpec, nested, py_literal
+from conformance.tensors import SHOW_VALUES, TensorSpec, nested, py_literal
 
 
 class ConformanceFailure(AssertionError):
@@ -76,26 +76,89 @@ def _all_within(actual: Sequence, expected: Sequence, tol) -> bool:
     return bool(ok.all())
 
 
+class _Tensor:
+    """A tensor input of a Case, put into words and code only when a message or a report asks
+    (about 80 us a tensor: most examples pass and never need them).  Pickles as its spec, or,
+    past SHOW_VALUES elements, as the words and code themselves (a summary, and the numpy
+    expression of a large generated tensor, are shorter than its values)."""
+
+    __slots__ = ("name", "spec", "device", "_words", "_code")
+
+    def __init__(self, name: str, spec: TensorSpec, device: str):
+        self.name, self.spec, self.device = name, spec, device
+        self._words = self._code = None
+
+    def words(self) -> str:
+        if self._words is None:
+            self._words = f"{self.name}: {self.spec.describe()}\n    values: {self.spec.show_values()}"
+        return self._words
+
+    def code(self) -> str:
+        if self._code is None:
+            self._code = self.spec.code(self.name, self.device)
+        return self._code
+
+    def __reduce__(self):
+        if len(self.spec.storage) <= SHOW_VALUES:
+            return _Tensor, (self.name, self.spec, self.device)
+        return _Rendered, (self.words(), self.code())
+
+
+class _Rendered(str):
+    """A `_Tensor` that came back from a record already in words (see ``_Tensor.__reduce__``)."""
+
+    def __new__(cls, words: str, code: str):
+        self = super().__new__(cls, words)
+        self._code = code
+        return self
+
+    def __reduce__(self):
+        return _Rendered, (str(self), self._code)
+
+    def words(self) -> str:
+        return str(self)
+
+    def code(self) -> str:
+        return self._code
+
+
+def _words(item) -> str:
+    return item if type(item) is str else item.words()
+
+
+def _code(item) -> str:
+    return item if type(item) is str else item.code()
+
+
 class Case:
-    """What one example ran: collects inputs (in words and as code), then fails with them."""
+    """What one example ran: collects inputs (in words and as code), then fails with them.
+
+    ``inputs`` and ``code`` hold strings, and tensors to be put into words when needed; a
+    property may append strings to either.  A Case pickles to what `state` needs: the flight
+    recorder keeps it that way, so a crash report can still say what was running.
+    """
 
     def __init__(self, rule: str, device: str):
         self.rule = rule
         self.device = device
-        self.inputs: list[str] = []
-        self.code: list[str] = []
+        self.inputs: list = []
+        self.code: list = []
         self.shapes: list[tuple] = []
         global _current
         _current = self
         self._note()
+
+    def __reduce__(self):
+        return _restored, (self.rule, self.device, list(self.inputs), list(self.code))
 
     def _note(self) -> None:
         if _recorder is not None:
             _recorder(self)
 
     def tensor(self, name: str, spec: TensorSpec) -> "Case":
-        self.inputs.append(f"{name}: {spec.describe()}\n    values: {spec.show_values()}")
-        self.code.append(spec.code(name, self.device))
+        item = _Tensor(name, spec, self.device)
+        self.inputs.append(item)
+        self.code.append(item)
         self.shapes.append(spec.shape)
         self._note()
         return self
@@ -113,17 +176,18 @@ class Case:
 
     def state(self) -> dict:
         """The example so far, as plain data: rule, device, inputs in words, snippet."""
-        return {"rule": self.rule, "device": self.device, "inputs": list(self.inputs),
+        return {"rule": self.rule, "device": self.device, "inputs": [_words(i) for i in self.inputs],
                 "snippet": self.snippet()}
 
     def snippet(self) -> str:
-        body = "\n".join(self.code)
+        body = "\n".join(_code(c) for c in self.code)
         head = "import torch\n" + ("import numpy as np\n" if "np." in body else "")
         return head + body
 
     def fail(self, what: str, *, expected=None, actual=None, shapes=None, extra: str = "") -> NoReturn:
+        state = self.state()
         parts = [f"Rule violated: {self.rule}", f"Device: {self.device}", "Inputs:"]
-        parts += [textwrap.indent(i, "  ") for i in self.inputs]
+        parts += [textwrap.indent(i, "  ") for i in state["inputs"]]
         parts.append(f"What went wrong: {what}")
         if expected is not None or actual is not None:
             parts.append(f"Expected: {expected}")
@@ -134,7 +198,6 @@ class Case:
         explanation = rules.explain(*shapes) if shapes and len(shapes) > 1 else ""
         if explanation:
             parts.append(explanation)
-        state = self.state()
         parts.append("Reproduce (torch and numpy only, no suite imports):")
         parts.append(textwrap.indent(state["snippet"], "    "))
         details = {**state, "what": what, "expected": None if expected is None else str(expected),
@@ -162,6 +225,13 @@ class Case:
             self.fail("the backend accepted what the rules forbid",
                       expected=f"an error ({expected_error})".split("\n")[0], actual="no error")
         return expected_error is not None
+
+
+def _restored(rule: str, device: str, inputs: list, code: list) -> Case:
+    """A Case read back from a record: its inputs and code, not the current example."""
+    case = Case.__new__(Case)
+    case.rule, case.device, case.inputs, case.code, case.shapes = rule, device, inputs, code, []
+    return case
 
 
 # How an op refuses its inputs: torch raises RuntimeError (c10 checks), ValueError, TypeError,

@@ -194,7 +194,7 @@ class ReportPlugin:
 
     def _note_case(self, case) -> None:
         self.last_case = case
-        self.recorder.example(case.state())
+        self.recorder.example(case)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
