@@ -8,7 +8,7 @@ import textwrap
 from typing import NoReturn, Sequence
 
 from conformance import rules
-from conformance.tensors import SHOW_VALUES, TensorSpec, nested, py_literal
+from conformance.tensors import SHOW_VALUES, TensorSpec, nested_words, py_literal
 
 
 class ConformanceFailure(AssertionError):
@@ -250,7 +250,7 @@ def attempt(fn):
 def show(values: Sequence, shape: Sequence[int]) -> str:
     if len(values) > 64:
         return _short(values)
-    return repr(nested([py_literal(v) for v in values], tuple(shape))).replace("'", "") if shape else py_literal(values[0])
+    return nested_words(values, tuple(shape))
 
 
 def close_with(tol):

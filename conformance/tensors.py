@@ -43,14 +43,22 @@ def py_literal(v) -> str:
     return repr(v)
 
 
-def nested(values: Sequence, shape: Sequence[int]):
-    """Row-major flat values -> nested lists (a bare scalar for a 0-d shape)."""
+def word(v) -> str:
+    """A scalar as a message shows it: ``nan``, ``-inf``, ``True``, ``0.5``."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return repr(v)
+
+
+def nested_words(values: Sequence, shape: Sequence[int]) -> str:
+    """Row-major flat values as nested brackets of `word`s (a bare word for a 0-d shape)."""
     if not shape:
-        return values[0]
+        return word(values[0])
     if len(shape) == 1:
-        return list(values)
+        return "[" + ", ".join(map(word, values)) + "]"
     step = math.prod(shape[1:])
-    return [nested(values[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+    return "[" + ", ".join(nested_words(values[i * step:(i + 1) * step], shape[1:])
+                           for i in range(shape[0])) + "]"
 
 
 def literal_list(values: Sequence) -> str:
@@ -116,10 +124,10 @@ class TensorSpec:
 
     def show_values(self) -> str:
         if len(self.values) <= SHOW_VALUES:
-            return repr(nested([py_literal(v) for v in self.values], self.shape)).replace("'", "")
+            return nested_words(self.values, self.shape)
         if self.numpy_source:
             return f"{len(self.values)} values from {self.numpy_source}"
-        head = ", ".join(py_literal(v) for v in self.values[:8])
+        head = ", ".join(map(word, self.values[:8]))
         return f"{len(self.values)} values, starting [{head}, ...]"
 
     def code(self, name: str, device: str = "cpu") -> str:
