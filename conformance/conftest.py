@@ -6,7 +6,6 @@ import gc
 import os
 
 import pytest
-import torch
 from hypothesis import Phase, settings
 
 from conformance import deviations as dev
@@ -41,6 +40,19 @@ def pytest_configure(config):
                             "where the backend lacks one")
     config.addinivalue_line("markers", "torch_tensors: the property needs a backend whose arrays "
                             "are torch tensors")
+    report_plugin.configure(config)
+    if not _xdist_controller(config):
+        _set_up(config)
+
+
+def _xdist_controller(config) -> bool:
+    """Whether this process is a pytest-xdist controller: it runs no test itself."""
+    return (not hasattr(config, "workerinput") and not config.option.collectonly
+            and getattr(config.option, "dist", "no") != "no" and bool(getattr(config.option, "tx", None)))
+
+
+def _set_up(config) -> None:
+    """Load the backend, check the devices (a one-line error for either), start the report."""
     _share_cores(config)
     try:
         backends.activate(backends.load(config.getoption("--backend")
@@ -56,11 +68,29 @@ def pytest_configure(config):
     _quiet_gc()  # the xdist controller never collects: torch is what it holds
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionstart(session):
+    # The xdist controller sets up once its workers have started (they set up on their own):
+    # loading the backend imports torch, 2-3 s that would otherwise come before theirs.
+    # Nothing it loads before this imports torch (a self-test checks); the header waits too.
+    result = yield
+    config = session.config
+    if _xdist_controller(config):
+        _set_up(config)
+        config.pluginmanager.get_plugin("conformance-report").pytest_sessionstart(session)
+        if reporter := config.pluginmanager.get_plugin("terminalreporter"):
+            for line in _header(config):
+                reporter.write_line(line)
+    return result
+
+
 def _share_cores(config) -> None:
     """Under pytest-xdist, give each worker's torch its share of the cores: N workers each
     running N intra-op threads fight over the same cores (measured: 2 workers on 2 cores)."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput:
+        import torch
+
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workerinput["workercount"])))
 
 
@@ -172,10 +202,15 @@ def pytest_runtest_call(item):
 
 
 def pytest_report_header(config):
+    return [] if _xdist_controller(config) else _header(config)
+
+
+def _header(config) -> list[str]:
+    import torch
+
     sel = _selected(config)
     shown = ", ".join(devices.describe(d) + ("" if devices.is_available(d) else " (unavailable)")
                       for d in sel)
-    from hypothesis import settings
     backend = backends.active()
     diff = [d for d in sel if backends.differential_on(d)]
     return [f"conformance: backend {backend.name} ({backend.spec}); torch {torch.__version__}; "

@@ -1,13 +1,16 @@
-"""Which devices the suite runs on: the one place that knows about device names."""
+"""Which devices the suite runs on: the one place that knows about device names.
+
+torch is imported where it is needed, not with this module: the pytest-xdist controller loads
+this module before its workers start, and torch only after (see conftest.py)."""
 
 from __future__ import annotations
-
-import torch
 
 KNOWN = ("cpu", "cuda", "mps", "xpu")
 
 
 def _privateuse1() -> str | None:
+    import torch
+
     name = torch._C._get_privateuse1_backend_name()
     return None if name == "privateuseone" else name
 
@@ -19,6 +22,8 @@ class UnknownDevice(ValueError):
 def check_known(devices: list[str]) -> None:
     """Raise UnknownDevice for a name torch has no device type for (a typo, or an out-of-tree
     backend whose module was not imported), as opposed to one it knows but cannot use here."""
+    import torch
+
     for name in devices:
         try:
             torch.device(name)
@@ -36,6 +41,8 @@ def device_type(device: str) -> str:
 
 
 def is_available(device: str) -> bool:
+    import torch
+
     device = device_type(device)
     if device == "cpu":
         return True
@@ -64,6 +71,8 @@ def parse(option: str | None) -> list[str]:
 
 
 def describe(device: str) -> str:
+    import torch
+
     if device == "cuda" and is_available("cuda"):
         return f"cuda ({torch.cuda.get_device_name()})"
     return device

@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
-
-import torch
+from typing import TYPE_CHECKING, Sequence
 
 from conformance import rules
 
-TORCH_DTYPES = {
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "int32": torch.int32,
-    "int64": torch.int64,
-    "bool": torch.bool,
-    "uint8": torch.uint8,  # only as a (rejected) legacy mask dtype
-}
-DTYPE_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
+if TYPE_CHECKING:
+    import torch
+
+
+def __getattr__(name: str):
+    # TORCH_DTYPES (name -> torch.dtype) and DTYPE_NAMES (the reverse), made on first use: the
+    # pytest-xdist controller imports this module and must not import torch before its workers
+    # start (see conftest.py).
+    if name in ("TORCH_DTYPES", "DTYPE_NAMES"):
+        import torch
+
+        # the suite's dtype names are torch's attribute names; uint8 only as a (rejected) mask
+        dtypes = {n: getattr(torch, n) for n in (*rules.DTYPES, "uint8")}
+        globals().update(TORCH_DTYPES=dtypes, DTYPE_NAMES={v: k for k, v in dtypes.items()})
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Above this many elements, messages and snippets show a summary instead of every value.
 SHOW_VALUES = 64
@@ -101,7 +105,9 @@ class TensorSpec:
                 for idx in rules.ndindex(self.shape)]
 
     def build(self, device: str = "cpu", requires_grad: bool = False) -> torch.Tensor:
-        base = torch.tensor(list(self.storage), dtype=TORCH_DTYPES[self.dtype], device=device)
+        import torch
+
+        base = torch.tensor(list(self.storage), dtype=getattr(torch, self.dtype), device=device)
         if self.is_contiguous_layout:
             t = base.reshape(self.shape)
         else:
@@ -111,7 +117,9 @@ class TensorSpec:
         return t
 
     def build_with_base(self, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        base = torch.tensor(list(self.storage), dtype=TORCH_DTYPES[self.dtype], device=device)
+        import torch
+
+        base = torch.tensor(list(self.storage), dtype=getattr(torch, self.dtype), device=device)
         return base.as_strided(self.shape, self.strides, self.offset), base
 
     # ------------------------------------------------------------------ words and code

@@ -150,6 +150,18 @@ def describe_failure(exc: BaseException, report, last_case) -> dict:
     return out
 
 
+_STARTED = pytest.StashKey[float]()
+
+
+def configure(config) -> None:
+    """What must be set at pytest_configure, before the report plugin may exist: when the run
+    started, and (on an xdist controller) how many dead workers xdist replaces."""
+    config.stash[_STARTED] = time.time()
+    if not hasattr(config, "workerinput") and hasattr(config.option, "maxworkerrestart") \
+            and config.option.maxworkerrestart is None:
+        config.option.maxworkerrestart = str(MAX_WORKER_RESTARTS)
+
+
 class ReportPlugin:
     def __init__(self, config):
         self.config = config
@@ -174,10 +186,7 @@ class ReportPlugin:
         self.planned: list[str] | None = None
         self.doc: dict | None = None
         self.last_render = 0.0
-        self.t0 = time.time()
-        if self.controller and hasattr(config.option, "maxworkerrestart") \
-                and config.option.maxworkerrestart is None:
-            config.option.maxworkerrestart = str(MAX_WORKER_RESTARTS)
+        self.t0 = config.stash.get(_STARTED, time.time())
 
     # ------------------------------------------------------------------ every process
 
@@ -185,7 +194,7 @@ class ReportPlugin:
         return self.out / ".inflight" / f"{worker}.rec"
 
     def pytest_sessionstart(self, session):
-        if not self.enabled:
+        if not self.enabled or self.recorder is not None:  # (conftest may call it itself)
             return
         self.recorder = inflight.Recorder(self._inflight_path(self.worker_id or "main"))
         failures.set_recorder(self._note_case)
