@@ -180,6 +180,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 
+def pytest_runtest_setup(item):
+    backends.active().reset()  # a backend's state from earlier tests must not change this one
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     test = getattr(item, "obj", None)

@@ -57,16 +57,33 @@ def test_the_readme_backend_runs_the_whole_suite(tmp_path):
     ("conformance.backends.torch_eager:NOPE", "has no attribute 'NOPE'"),
     ("bad_backend:DTYPES_WRONG", "DTYPES names unknown dtypes ['complex32']"),
     ("bad_backend:OP_NOT_CALLABLE", "masked_fill is int, not a function"),
+    ("bad_backend:RESET_NOT_CALLABLE", "reset is int, not a function"),
 ])
 def test_an_unusable_backend_is_one_usage_error_line(tmp_path, spec, says):
     (tmp_path / "bad_backend.py").write_text(
         "import types\n"
         "DTYPES_WRONG = types.SimpleNamespace(DTYPES=('complex32',))\n"
-        "OP_NOT_CALLABLE = types.SimpleNamespace(masked_fill=3)\n")
+        "OP_NOT_CALLABLE = types.SimpleNamespace(masked_fill=3)\n"
+        "RESET_NOT_CALLABLE = types.SimpleNamespace(reset=3)\n")
     proc = run("conformance/test_masked_fill.py", "--backend", spec, tmp=tmp_path, pythonpath=tmp_path)
     assert proc.returncode == 4, proc.stdout + proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and says in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_reset_comes_before_every_test(tmp_path):
+    """A backend's reset() runs before each test, so no test sees state an earlier one left
+    (torch-compile's compiled graphs)."""
+    log = tmp_path / "resets"
+    (tmp_path / "counting_backend.py").write_text(
+        "from conformance.backends import derive, torch_eager\n"
+        f"def reset():\n    open({str(log)!r}, 'a').write('reset\\n')\n"
+        "BACKEND = derive(torch_eager, NAME='counting', reset=reset)\n")
+    proc = run("conformance/test_masked_fill_errors.py", "--backend", "counting_backend:BACKEND",
+               tmp=tmp_path, pythonpath=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    tests = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert len(tests) > 1 and log.read_text().splitlines() == ["reset"] * len(tests)
 
 
 def test_numpy_skips_what_it_lacks_by_name(tmp_path):

@@ -38,6 +38,11 @@ ones): ``from_spec(spec, device)`` builds an array with exactly the layout of a
 ``spec.storage``); ``to_list(a)`` its values row-major as Python scalars; ``shape(a)``;
 ``strides(a)`` in elements; ``shares_memory(view, x)``.
 
+**Reset** (optional): ``reset()`` is called before each test.  A backend that keeps state
+between calls which can change its results (torch.compile's caches of compiled graphs:
+whether a graph was specialised to an earlier value) returns to its initial state, so that a
+property's outcome does not depend on which tests ran before it in the same process.
+
 **Settings** (optional): ``NAME`` (for reports; default the --backend value), ``DTYPES``
 (dtype names it supports; default all of `conformance.rules.DTYPES`), ``DEVICES`` (device
 types it runs on; default any), ``DEVIATIONS`` (known-deviation files: names under
@@ -58,6 +63,7 @@ OPS = ("broadcast_shapes", "broadcast_tensors", "expand", "broadcast_to", "add",
        "masked_softmax", "scaled_dot_product_attention", "tril", "multihead_attention")
 ARRAY_FUNCTIONS = ("from_spec", "to_list", "shape", "strides", "shares_memory")
 SETTINGS = ("NAME", "DTYPES", "DEVICES", "DEVIATIONS", "DIFFERENTIAL")
+HOOKS = ("reset",)
 
 BUILTIN = {
     "torch": "conformance.backends.torch_eager",
@@ -120,6 +126,10 @@ class Backend:
             if fn is not None and not callable(fn):
                 raise BackendError(f"--backend {spec}: {op} is {type(fn).__name__}, not a function")
             setattr(self, op, fn if fn is not None else _missing(self.name, op))
+        reset = getattr(namespace, "reset", None)
+        if reset is not None and not callable(reset):
+            raise BackendError(f"--backend {spec}: reset is {type(reset).__name__}, not a function")
+        self.reset = reset or _nothing
         arrays = namespace if not self.torch_arrays else TorchArrays
         for f in ARRAY_FUNCTIONS:
             setattr(self, f, getattr(arrays, f))
@@ -132,6 +142,10 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<backend {self.name} ({self.spec})>"
+
+
+def _nothing() -> None:
+    pass
 
 
 def _missing(name: str, op: str) -> Callable:
@@ -164,8 +178,8 @@ def load(spec: str | None) -> Backend:
 def derive(base, **changes) -> types.SimpleNamespace:
     """A backend namespace that is `base` (a module or object) with some ops or settings
     replaced: how a backend that differs from torch eager in a few ops is written."""
-    names = [n for n in (*OPS, *ARRAY_FUNCTIONS, *SETTINGS) if hasattr(base, n)]
-    unknown = set(changes) - set(OPS) - set(ARRAY_FUNCTIONS) - set(SETTINGS)
+    names = [n for n in (*OPS, *ARRAY_FUNCTIONS, *SETTINGS, *HOOKS) if hasattr(base, n)]
+    unknown = set(changes) - set(OPS) - set(ARRAY_FUNCTIONS) - set(SETTINGS) - set(HOOKS)
     if unknown:
         raise BackendError(f"derive: {sorted(unknown)} are not ops or settings of the protocol")
     return types.SimpleNamespace(**{**{n: getattr(base, n) for n in names}, **changes})

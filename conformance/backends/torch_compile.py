@@ -5,6 +5,10 @@ dtype or layout does).  DIFFERENTIAL is on: each call is also run by torch eager
 so compiled code must raise where eager raises and agree with it within
 `tolerances.cross_backend`, besides obeying every property.  Recompilation limits are
 lifted: hitting one would make dynamo silently fall back to eager and test eager instead.
+`reset` drops every compiled graph before each test: what dynamo compiles depends on what it
+compiled before, and without the reset a property's result depended on which tests its xdist
+worker had run before it (a -0.0 deviation showed in one property in a full run, not when that
+property ran alone).
 """
 
 from __future__ import annotations
@@ -24,3 +28,7 @@ torch._dynamo.config.accumulated_recompile_limit = 1_000_000
 
 for _op in OPS:
     globals()[_op] = torch.compile(getattr(torch_eager, _op), **COMPILE)
+
+
+def reset() -> None:
+    torch._dynamo.reset()
