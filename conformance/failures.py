@@ -79,14 +79,15 @@ def _all_within(actual: Sequence, expected: Sequence, tol) -> bool:
 class _Tensor:
     """A tensor input of a Case, put into words and code only when a message or a report asks
     (about 80 us a tensor: most examples pass and never need them).  Pickles as its spec, or,
-    past SHOW_VALUES elements, as the words and code themselves (a summary, and the numpy
-    expression of a large generated tensor, are shorter than its values)."""
+    past SHOW_VALUES elements, as its words and code (a summary, and the numpy expression of
+    a large generated tensor, are shorter than its values)."""
 
     __slots__ = ("name", "spec", "device", "_words", "_code")
 
-    def __init__(self, name: str, spec: TensorSpec, device: str):
+    def __init__(self, name: str, spec: TensorSpec | None, device: str,
+                 words: str | None = None, code: str | None = None):
         self.name, self.spec, self.device = name, spec, device
-        self._words = self._code = None
+        self._words, self._code = words, code
 
     def words(self) -> str:
         if self._words is None:
@@ -99,27 +100,9 @@ class _Tensor:
         return self._code
 
     def __reduce__(self):
-        if len(self.spec.storage) <= SHOW_VALUES:
+        if self.spec is not None and len(self.spec.storage) <= SHOW_VALUES:
             return _Tensor, (self.name, self.spec, self.device)
-        return _Rendered, (self.words(), self.code())
-
-
-class _Rendered(str):
-    """A `_Tensor` that came back from a record already in words (see ``_Tensor.__reduce__``)."""
-
-    def __new__(cls, words: str, code: str):
-        self = super().__new__(cls, words)
-        self._code = code
-        return self
-
-    def __reduce__(self):
-        return _Rendered, (str(self), self._code)
-
-    def words(self) -> str:
-        return str(self)
-
-    def code(self) -> str:
-        return self._code
+        return _Tensor, (self.name, None, self.device, self.words(), self.code())
 
 
 def _words(item) -> str:
