@@ -18,13 +18,14 @@ from conformance import backends, rules, tolerances
 from conformance.failures import Case, close_with
 from conformance.tensors import TORCH_DTYPES, TensorSpec, read
 from strategies import attention_masks, dtypes, elements
+from strategies.values import mapped
 from strategies.layouts import element_lists
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 pytestmark = pytest.mark.torch_tensors
 # q, k, v and projection weights on grids whose products are exact: scores carry no rounding
-_QUARTERS = st.integers(-8, 8).map(lambda k: k / 4)
-_EIGHTHS = st.integers(-4, 4).map(lambda k: k / 8)
+_QUARTERS = mapped(st.integers(-8, 8), lambda k: k / 4)
+_EIGHTHS = mapped(st.integers(-4, 4), lambda k: k / 8)
 _HEAD_DIMS = st.sampled_from([1, 4, 16])
 _MHA_HEADS = st.sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)])
 

@@ -19,11 +19,11 @@ from conformance.tensors import read
 from strategies import broadcastable_shapes, one_way_pairs
 from strategies.layouts import WRITABLE, tensors
 from strategies.masks import bool_masks
-from strategies.values import dtypes, elements
+from strategies.values import dtypes, elements, mapped
 
 GRAD_DTYPES = ("float32", "float64")
 pytestmark = [pytest.mark.ops("masked_fill", "masked_fill_"), pytest.mark.torch_tensors]
-_SMALL_INTS = st.integers(-8, 8).map(float)  # gradients and values with exact sums
+_SMALL_INTS = mapped(st.integers(-8, 8), float)  # gradients and values with exact sums
 
 
 @st.composite

@@ -19,10 +19,11 @@ from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, elements, keep_masks, logits
 from strategies._cache import cached, integers, sampled_from
 from strategies.layouts import element_lists
+from strategies.values import mapped
 from strategies.values import dtypes, logit_widths, shift_range
 
 IMPLS = sorted(IMPLEMENTATIONS)
-_GRADS = st.integers(-4, 4).map(float)
+_GRADS = mapped(st.integers(-4, 4), float)
 pytestmark = [pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].ops for n in IMPLS}),
               pytest.mark.torch_tensors]
 MAX_ELEMENTS = 4096

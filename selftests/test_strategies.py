@@ -52,7 +52,7 @@ CASES = {
     "nan fill value": (fill_values("float32"), lambda f: isinstance(f.value, float) and math.isnan(f.value)),
     "0-d tensor fill value": (fill_values("float32"), lambda f: f.tensor_dtype is not None),
     "bfloat16": (dtypes(), lambda d: d == "bfloat16"),
-    # the value kinds drawn as one number (layouts._with_specials): every kind, in every position
+    # the value kinds drawn as one number (layouts.draw_elements): every kind, in every position
     "nan, inf, -inf and a finite value in one list": (
         element_lists(elements("float16", allow_nan=True, allow_infinity=True), 6),
         lambda v: any(math.isnan(x) for x in v) and math.inf in v and -math.inf in v
@@ -62,7 +62,7 @@ CASES = {
     "pooled list with nan and a finite value": (
         element_lists(elements("float64", allow_nan=True, allow_infinity=True), 30),
         lambda v: any(math.isnan(x) for x in v) and any(math.isfinite(x) for x in v)),
-    # booleans drawn as the bits of one number (layouts._bool_lists)
+    # booleans drawn as the bits of one number (layouts.draw_elements)
     "16 booleans, the last True, the rest mostly False": (
         element_lists(st.booleans(), 16), lambda v: v[-1] and sum(v) <= 3),
 }
@@ -130,3 +130,32 @@ def test_strategy_factories_are_reused():
     assert tensors((2, 3), "float32") is tensors((2, 3), "float32")
     assert array_shapes(max_dims=4) is array_shapes(max_dims=4)
     assert tensors([2, 3], "float32") is not None  # unhashable arguments bypass the cache
+
+
+def _draw_from_choices(choice, draw):
+    """What `draw` returns when the next choice Hypothesis makes is `choice` (Hypothesis
+    internals, pinned with the version: the exact statement of 'the same choices')."""
+    from hypothesis.control import BuildContext
+    from hypothesis.internal.conjecture.data import ConjectureData
+
+    data = ConjectureData.for_choices([choice])
+    with BuildContext(data, is_final=False, wrapped_test=lambda: None):
+        return draw(data)
+
+
+@pytest.mark.parametrize("bounds", [{}, {"min_value": -30, "max_value": 30}])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@given(choice=st.floats(allow_nan=False) | st.sampled_from(
+    # above a float16 half-way point by less than float32 keeps: rounding through float32
+    # first (double rounding) lands on the tie and rounds to even instead of up
+    [1 + 2**-11 + 2**-40, -(1 + 2**-11 + 2**-40), 2049 + 2**-30, 65519.99]))
+def test_draw_value_draws_what_the_elements_strategy_draws(dtype, bounds, choice):
+    """`draw_value` skips the downcast maps of `elements` (their spans) but gives the same
+    value for the same choice: a float16 drawn from float64 directly, as Hypothesis does."""
+    from strategies.values import _RAW, draw_value
+
+    strategy = elements(dtype, **bounds)
+    assert strategy in _RAW
+    want = _draw_from_choices(choice, lambda d: d.draw(strategy))
+    got = _draw_from_choices(choice, lambda d: draw_value(d.draw, strategy))
+    assert rules.same_value(got, want), (choice, want, got)

@@ -23,6 +23,12 @@ WRITABLE = ("contiguous", "permuted", "strided", "offset")
 def layouts(draw, shape, kinds=KINDS):
     """(strides, storage offset, expanded dims, words) for `shape`: one or more of `kinds`
     combined (a permuted, strided view at an offset is one draw)."""
+    return draw_layout(draw, shape, kinds)
+
+
+def draw_layout(draw, shape, kinds=KINDS):
+    """What `layouts(shape, kinds)` draws, drawn with `draw` inside the caller's own
+    composite: the same choices, without a span of its own (see `tensors`)."""
     bad = set(kinds) - set(KINDS)
     if bad or not kinds:
         raise InvalidArgument(f"unknown layout kinds {sorted(bad)}; choose from {KINDS}")
@@ -70,54 +76,51 @@ def element_lists(elements, n):
     """`n` values from `elements`, as a list: element by element up to POOLED_FROM values,
     POOL drawn values in a drawn arrangement past that.  Two shortcuts cost fewer choices:
     up to MAX_BITS booleans are the bits of one draw, and for `elements(...)` with nan or
-    +-inf allowed every value's kind is one draw (`_with_specials`)."""
-    from strategies.values import split_specials
+    +-inf allowed every value's kind is one draw (see `draw_elements`)."""
+    return _element_lists(elements, n)
 
-    if elements is _BOOLEANS and n <= MAX_BITS:
-        return _bool_lists(n)
-    k = n if n <= POOLED_FROM else POOL
-    split = split_specials(elements)
-    values = (st.lists(elements, min_size=k, max_size=k) if split is None else
-              _with_specials(*split, k))
-    return values if n <= POOLED_FROM else _pooled(values, n)
+
+@st.composite
+def _element_lists(draw, elements, n):
+    return draw_elements(draw, elements, n)
 
 
 _BOOLEANS = st.booleans()
 MAX_BITS = 16  # Hypothesis draws integers of up to 24 bits evenly; wider ones favour small values
-
-
-@cached
-def _bool_lists(n):
-    """`n` booleans as the bits of one draw (spread as in `_with_specials`; 0: all False)."""
-    return subsets(n).map(lambda mask: bits(mask * _SPREAD % 2**n, n))
-
-
 _SPREAD = 0x9E3779B1  # odd and not a multiple of 3 or 5: a unit modulo 2**a * 3**b * 5**c
 
 
-@cached
-@st.composite
-def _with_specials(draw, finite, branches, n):
-    """`n` values of `elements(..., allow_nan=True, allow_infinity=True)`, each value's branch
-    (finite, nan, +-inf) named by one base-2B digit of a single draw (B branches in all;
-    the digit's parity picks the sign of an infinity), so only the finite values cost a draw
-    of their own.  The kinds come out close to what drawing element by element gives, finite
-    somewhat more often (measured at 6 values: 48 % against 37 %; Hypothesis favours the
-    draw 0, all finite); shrinks to all finite."""
-    base = 2 * (1 + len(branches))
-    # Hypothesis draws small integers more often than large ones, which would leave the
-    # high digits at 0 (finite); multiplying by a unit modulo base**n spreads them and
-    # still maps 0 (what a shrink aims for) to 0.
-    kinds = digits(draw(digit_strings(base, n)) * _SPREAD % base**n, base, n)
-    return [draw(finite) if d < 2 else branches[d // 2 - 1][d % len(branches[d // 2 - 1])]
-            for d in kinds]
+def draw_elements(draw, elements, n):
+    """What `element_lists(elements, n)` draws, drawn with `draw` inside the caller's own
+    composite.  Every layer of strategy between a test and its choices is a span Hypothesis
+    records, and its mutator walks all of them after each example, so this draws the values
+    directly: no list, map or composite of its own (the same choices as those would make)."""
+    from strategies.values import draw_value, split_specials
 
-
-@cached
-@st.composite
-def _pooled(draw, pools, n):
-    pool = draw(pools)
-    return random.Random(draw(_ARRANGEMENTS)).choices(pool, k=n)
+    if elements is _BOOLEANS and n <= MAX_BITS:
+        # the bits of one draw, spread as below (0: all False)
+        return bits(draw(subsets(n)) * _SPREAD % 2**n, n)
+    k = n if n <= POOLED_FROM else POOL
+    split = split_specials(elements)
+    if split is None:
+        values = [draw_value(draw, elements) for _ in range(k)]
+    else:
+        finite, branches = split
+        # each value's branch (finite, nan, +-inf) is one base-2B digit of a single draw (B
+        # branches in all; the digit's parity picks the sign of an infinity), so only the finite
+        # values cost a draw of their own.  The kinds come out close to what drawing element by
+        # element gives, finite somewhat more often (measured at 6 values: 48 % against 37 %;
+        # Hypothesis favours the draw 0, all finite); shrinks to all finite.  Hypothesis draws
+        # small integers more often than large ones, which would leave the high digits at 0
+        # (finite); multiplying by a unit modulo base**k spreads them and still maps 0 (what a
+        # shrink aims for) to 0.
+        base = 2 * (1 + len(branches))
+        kinds = digits(draw(digit_strings(base, k)) * _SPREAD % base**k, base, k)
+        values = [draw_value(draw, finite) if d < 2 else branches[d // 2 - 1][d % len(branches[d // 2 - 1])]
+                  for d in kinds]
+    if n <= POOLED_FROM:
+        return values
+    return random.Random(draw(_ARRANGEMENTS)).choices(values, k=n)
 
 
 @cached
@@ -132,9 +135,9 @@ def tensors(draw, shape, dtype, *, elements=None, kinds=KINDS):
 
     elements = elements if elements is not None else default_elements(dtype)
     shape = tuple(shape)
-    strides, offset, expanded, words = draw(layouts(shape, kinds))
+    strides, offset, expanded, words = draw_layout(draw, shape, kinds)
     reduced = tuple(1 if d in expanded and s > 1 else s for d, s in enumerate(shape))
-    small = draw(element_lists(elements, rules.numel(reduced)))
+    small = draw_elements(draw, elements, rules.numel(reduced))
     values = rules.broadcast_values(small, reduced, shape)
     if not words or words == "contiguous":
         return TensorSpec.contiguous(shape, dtype, values)

@@ -42,6 +42,13 @@ def array_shapes(draw, *, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MA
     """A shape of min_dims..max_dims sizes in [min_side, max_side] whose product
     (counting 0 as 1) is at most max_elements."""
     _check(min_dims, max_dims, min_side, max_side, max_elements)
+    return draw_shape(draw, min_dims, max_dims, min_side, max_side, max_elements)
+
+
+def draw_shape(draw, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MAX_SIDE,
+               max_elements=MAX_ELEMENTS):
+    """What `array_shapes` draws, drawn with `draw` inside the caller's composite (no span of
+    its own; see `strategies.layouts.draw_elements`).  Arguments as checked by `_check`."""
     ndim = draw(integers(min_dims, max_dims))
     shape = []
     for i in range(ndim):
@@ -63,8 +70,8 @@ def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, m
     """
     if num_shapes < 1:
         raise InvalidArgument(f"num_shapes={num_shapes} must be at least 1")
-    scaffold = draw(array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
-                                 max_side=max_side, max_elements=max_elements))
+    _check(min_dims, max_dims, min_side, max_side, max_elements)
+    scaffold = draw_shape(draw, min_dims, max_dims, min_side, max_side, max_elements)
     shapes = []
     for _ in range(num_shapes):
         ndim = draw(integers(0, len(scaffold)))
@@ -78,8 +85,8 @@ def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, m
 @st.composite
 def one_way_pairs(draw, *, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
     """(shape, target) where shape broadcasts one-way to target (expand / in-place operand)."""
-    target = draw(array_shapes(min_dims=min_dims, max_dims=max_dims, max_side=max_side,
-                               max_elements=max_elements))
+    _check(min_dims, max_dims, 0, max_side, max_elements)
+    target = draw_shape(draw, min_dims, max_dims, 0, max_side, max_elements)
     ndim = draw(integers(0, len(target)))
     suffix = target[len(target) - ndim:]
     ones = bits(draw(subsets(ndim)), ndim)

@@ -7,7 +7,9 @@ draws are rounded to it with the oracle's own rounding.
 
 from __future__ import annotations
 
+import functools
 import math
+import struct
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
@@ -60,12 +62,43 @@ def elements(dtype, *, allow_nan=False, allow_infinity=False, min_value=None, ma
     strat = st.floats(lo, hi, width=_WIDTH[dtype], allow_nan=False, allow_infinity=False)
     if dtype == "bfloat16":
         strat = strat.map(lambda x: rules.round_to("bfloat16", x)).filter(lambda x: lo <= x <= hi)
+    if dtype != "float64" and lo <= 0 <= hi and rules.round_to(dtype, lo) == lo and rules.round_to(dtype, hi) == hi:
+        _RAW[strat] = (st.floats(lo, hi, allow_nan=False, allow_infinity=False), _DOWNCAST[dtype])
     specials = ([(math.nan,)] if allow_nan else []) + ([(math.inf, -math.inf)] if allow_infinity else [])
     if not specials:
         return strat
     out = st.one_of(strat, *(st.sampled_from(v) for v in specials))
     _SPLITS[out] = (strat, tuple(specials))
     return out
+
+
+# float16/float32/bfloat16 elements(), and `mapped` strategies -> (a strategy, a function):
+# what `draw_value` draws instead.  Hypothesis's floats(lo, hi, width=32) is floats(lo, hi)
+# mapped through a downcast (a struct round trip, like rules.round_to), and a map costs two
+# spans per value; bfloat16 adds its own map and a filter.  Only where the two draw the same
+# choices: bounds exact in the dtype (so the filter never rejects: rounding is monotone) and
+# 0 between them (so both widths allow subnormals and give the same constraints).
+_RAW: dict = {}
+_DOWNCAST = {
+    "float32": functools.partial(rules.round_to, "float32"),
+    "float16": lambda x: struct.unpack("<e", struct.pack("<e", x))[0],  # directly, like Hypothesis
+    "bfloat16": functools.partial(rules.round_to, "bfloat16"),  # through float32, as above
+}
+
+
+def mapped(strategy, f):
+    """``strategy.map(f)``, which `draw_value` draws as ``f(draw(strategy))``: the same choice,
+    without the map's two spans (for values drawn many to an example)."""
+    out = strategy.map(f)
+    _RAW[out] = (strategy, f)
+    return out
+
+
+def draw_value(draw, elements):
+    """One value of `elements`, drawn with `draw` inside the caller's composite: the same
+    choices and value as ``draw(elements)``, without the spans of a float's downcast."""
+    raw = _RAW.get(elements)
+    return draw(elements) if raw is None else raw[1](draw(raw[0]))
 
 
 # elements() strategies with nan/+-inf -> (the finite part, the specials' branches): what lets
@@ -253,23 +286,21 @@ def logits(draw, shape, dtype, *, kind=None):
         values = tuple(round_array(dtype, raw).tolist())
         return TensorSpec(shape, dtype, values, rules.contiguous_strides(shape), 0, values,
                           numpy_source=src)
-    vals = draw(_short_logits(kind, dtype, n))  # n < WIDE
-    return TensorSpec.contiguous(shape, dtype, [rules.round_to(dtype, v) for v in vals])
+    elem = _short_logit_elements(kind, dtype)  # n < WIDE: one by one, with no list span
+    return TensorSpec.contiguous(shape, dtype, [rules.round_to(dtype, draw_value(draw, elem)) for _ in range(n)])
 
 
-_GRID = st.integers(-64, 64).map(lambda k: k / 4)
+_GRID = mapped(st.integers(-64, 64), lambda k: k / 4)
 
 
 @cached
-def _short_logits(kind, dtype, n):
+def _short_logit_elements(kind, dtype):
     big = rules.finfo_max(dtype)
     if kind == "extreme":
-        elem = elements(dtype, min_value=big / 2) | elements(dtype, max_value=-big / 2)
-    elif kind == "grid":
-        elem = _GRID
-    else:
-        elem = elements(dtype, min_value=-30, max_value=30)
-    return st.lists(elem, min_size=n, max_size=n)
+        return elements(dtype, min_value=big / 2) | elements(dtype, max_value=-big / 2)
+    if kind == "grid":
+        return _GRID
+    return elements(dtype, min_value=-30, max_value=30)
 
 
 def round_array(dtype, raw):
