@@ -4,6 +4,7 @@ broadcast alignment where shapes matter, and a standalone torch snippet to repro
 from __future__ import annotations
 
 import math
+import pickle
 import textwrap
 from typing import NoReturn, Sequence
 
@@ -80,14 +81,16 @@ class _Tensor:
     """A tensor input of a Case, put into words and code only when a message or a report asks
     (about 80 us a tensor: most examples pass and never need them).  Pickles as its spec, or,
     past SHOW_VALUES elements, as its words and code (a summary, and the numpy expression of
-    a large generated tensor, are shorter than its values)."""
+    a large generated tensor, are shorter than its values).  The flight recorder pickles the
+    whole Case each time it gains an input, so a tensor keeps its own pickle once made."""
 
-    __slots__ = ("name", "spec", "device", "_words", "_code")
+    __slots__ = ("name", "spec", "device", "_words", "_code", "_pickled")
 
     def __init__(self, name: str, spec: TensorSpec | None, device: str,
                  words: str | None = None, code: str | None = None):
         self.name, self.spec, self.device = name, spec, device
         self._words, self._code = words, code
+        self._pickled = None
 
     def words(self) -> str:
         if self._words is None:
@@ -100,9 +103,16 @@ class _Tensor:
         return self._code
 
     def __reduce__(self):
-        if self.spec is not None and len(self.spec.storage) <= SHOW_VALUES:
-            return _Tensor, (self.name, self.spec, self.device)
-        return _Tensor, (self.name, None, self.device, self.words(), self.code())
+        if self._pickled is None:
+            args = ((self.name, self.spec, self.device)
+                    if self.spec is not None and len(self.spec.storage) <= SHOW_VALUES else
+                    (self.name, None, self.device, self.words(), self.code()))
+            self._pickled = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        return _unpickled_tensor, (self._pickled,)
+
+
+def _unpickled_tensor(pickled: bytes) -> _Tensor:
+    return _Tensor(*pickle.loads(pickled))
 
 
 def _words(item) -> str:
