@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+import torch.fx.experimental.symbolic_shapes  # noqa: F401  (see below)
 from hypothesis import given, strategies as st
 
 from conformance import backends, rules, tolerances
@@ -28,6 +29,9 @@ _QUARTERS = mapped(st.integers(-8, 8), lambda k: k / 4)
 _EIGHTHS = mapped(st.integers(-4, 4), lambda k: k / 8)
 _HEAD_DIMS = st.sampled_from([1, 4, 16])
 _MHA_HEADS = st.sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)])
+# nn.MultiheadAttention's forward imports torch.fx.experimental.symbolic_shapes on first use
+# (its shape checks; about 0.5 s, once per process): imported above, with the module, so that
+# a one-time cost is not charged to the first of the property's 300 examples.
 
 
 def keeps(kind, b, i, j, lengths):
