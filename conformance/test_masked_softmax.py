@@ -19,8 +19,7 @@ from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, elements, keep_masks, logits
 from strategies._cache import cached, integers, sampled_from
 from strategies.layouts import element_lists
-from strategies.values import mapped
-from strategies.values import dtypes, logit_widths, shift_range
+from strategies.values import dtypes, logit_widths, mapped, shift_range
 
 IMPLS = sorted(IMPLEMENTATIONS)
 _GRADS = mapped(st.integers(-4, 4), float)

@@ -41,14 +41,14 @@ def array_shapes(draw, *, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MA
                  max_elements=MAX_ELEMENTS):
     """A shape of min_dims..max_dims sizes in [min_side, max_side] whose product
     (counting 0 as 1) is at most max_elements."""
-    _check(min_dims, max_dims, min_side, max_side, max_elements)
     return draw_shape(draw, min_dims, max_dims, min_side, max_side, max_elements)
 
 
 def draw_shape(draw, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MAX_SIDE,
                max_elements=MAX_ELEMENTS):
     """What `array_shapes` draws, drawn with `draw` inside the caller's composite (no span of
-    its own; see `strategies.layouts.draw_elements`).  Arguments as checked by `_check`."""
+    its own; see `strategies.layouts.draw_elements`)."""
+    _check(min_dims, max_dims, min_side, max_side, max_elements)
     ndim = draw(integers(min_dims, max_dims))
     shape = []
     for i in range(ndim):
@@ -70,7 +70,6 @@ def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, m
     """
     if num_shapes < 1:
         raise InvalidArgument(f"num_shapes={num_shapes} must be at least 1")
-    _check(min_dims, max_dims, min_side, max_side, max_elements)
     scaffold = draw_shape(draw, min_dims, max_dims, min_side, max_side, max_elements)
     shapes = []
     for _ in range(num_shapes):
@@ -85,7 +84,6 @@ def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, m
 @st.composite
 def one_way_pairs(draw, *, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
     """(shape, target) where shape broadcasts one-way to target (expand / in-place operand)."""
-    _check(min_dims, max_dims, 0, max_side, max_elements)
     target = draw_shape(draw, min_dims, max_dims, 0, max_side, max_elements)
     ndim = draw(integers(0, len(target)))
     suffix = target[len(target) - ndim:]
