@@ -31,7 +31,8 @@ _HEAD_DIMS = st.sampled_from([1, 4, 16])
 _MHA_HEADS = st.sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)])
 # nn.MultiheadAttention's forward imports torch.fx.experimental.symbolic_shapes on first use
 # (its shape checks; about 0.5 s, once per process): imported above, with the module, so that
-# a one-time cost is not charged to the first of the property's 300 examples.
+# a one-time cost is not charged to the first of the property's 300 examples.  The other
+# properties import it too (a serial run without this one does), so the import moves, not adds.
 
 
 def keeps(kind, b, i, j, lengths):
