@@ -123,7 +123,8 @@ def test_cast_scalar_table(dtype, value, want):
 @given(x=st.floats(allow_nan=False, width=32))
 def test_round_to_agrees_with_numpy(x):
     assert rules.round_to("float32", x) == float(np.float32(x))
-    f16 = float(np.float32(x).astype(np.float16))
+    with np.errstate(over="ignore"):  # beyond float16's range NumPy gives inf, as the rule must
+        f16 = float(np.float32(x).astype(np.float16))
     assert rules.same_value(rules.round_to("float16", x), f16)
     bits = struct.unpack("<I", struct.pack("<f", x))[0]
     assert rules.round_to("bfloat16", x) in (struct.unpack("<f", struct.pack("<I", (bits >> 16) << 16))[0],
