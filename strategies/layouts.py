@@ -72,16 +72,12 @@ _ARRANGEMENTS = st.integers(0, 2**32 - 1)
 
 
 @cached
-def element_lists(elements, n):
+@st.composite
+def element_lists(draw, elements, n):
     """`n` values from `elements`, as a list: element by element up to POOLED_FROM values,
     POOL drawn values in a drawn arrangement past that.  Two shortcuts cost fewer choices:
     up to MAX_BITS booleans are the bits of one draw, and for `elements(...)` with nan or
     +-inf allowed every value's kind is one draw (see `draw_elements`)."""
-    return _element_lists(elements, n)
-
-
-@st.composite
-def _element_lists(draw, elements, n):
     return draw_elements(draw, elements, n)
 
 
