@@ -40,6 +40,9 @@ def pytest_configure(config):
                             "where the backend lacks one")
     config.addinivalue_line("markers", "torch_tensors: the property needs a backend whose arrays "
                             "are torch tensors")
+    config.addinivalue_line("markers", "reach(*classes, property=()): the input classes the test's "
+                            "examples must reach in the ci profile (conformance/reach.py); property=: "
+                            "those its property must reach across its parameters")
     report_plugin.configure(config)
     if not _xdist_controller(config):
         _set_up(config)

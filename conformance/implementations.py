@@ -33,6 +33,7 @@ class MaskedSoftmax:
     masked_values: str = "any"     # "any": masked logits may be +-inf/nan; "finite": must be finite
     extreme: bool = True           # correct for logits near the dtype's largest finite value
     max_width: int = 4096          # widest row drawn (SDPA's identity trick costs width**2)
+    min_width: int = 0             # narrowest row drawn (0: empty rows, a tensor of no elements)
 
     def __call__(self, ops, logits, keep, dim=-1):
         return self.call(ops, logits, keep, dim)
@@ -110,6 +111,7 @@ IMPLEMENTATIONS = {
             _sdpa, ("scaled_dot_product_attention",), fully_masked="zeros",
             policy_source="PyTorch 2.5 release notes: fully masked rows give 0, not nan",
             any_dim=False, masked_values="finite",  # 0 * inf in q @ I poisons the row
-            max_width=1536),  # past 1024 (several kernel blocks); 2049 would cost 30 ms a call, 4096 150 ms
+            max_width=1536,  # past 1024 (several kernel blocks); 2049 would cost 30 ms a call, 4096 150 ms
+            min_width=1),  # the identity trick cannot reshape 0 values to (1, -1, 0); empty inputs: test_attention_*
     ]
 }

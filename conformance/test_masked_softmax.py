@@ -12,13 +12,13 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import backends, rules, tolerances
+from conformance import backends, reach, rules, tolerances
 from conformance.failures import Case, close_with
 from conformance.implementations import FLOATS, IMPLEMENTATIONS
 from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, elements, keep_masks, logits
 from strategies._cache import cached, integers, sampled_from
-from strategies.layouts import element_lists
+from strategies.layouts import element_lists, relayout
 from strategies.values import dtypes, logit_widths, mapped, shift_range
 
 IMPLS = sorted(IMPLEMENTATIONS)
@@ -26,6 +26,7 @@ _GRADS = mapped(st.integers(-4, 4), float)
 pytestmark = [pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].ops for n in IMPLS}),
               pytest.mark.torch_tensors]
 MAX_ELEMENTS = 4096
+_VIEWS = st.booleans()
 
 
 @cached
@@ -34,15 +35,17 @@ def softmax_inputs(draw, impl, *, kind=None, patterns=None, wide=True, any_dim=F
     """(logits, keep, dim) for `impl`: a row width (some > 1024), up to 3 other small dims,
     the softmax dim anywhere (negative too) when `any_dim` and the idiom allows it."""
     dtype = draw(dtypes(FLOATS))
-    width = draw(logit_widths(wide=wide, max_width=impl.max_width))
+    width = draw(logit_widths(wide=wide, max_width=impl.max_width, min_width=impl.min_width))
     other = draw(array_shapes(min_dims=max(min_dims - 1, 0), max_dims=3, min_side=1, max_side=4,
-                              max_elements=max(1, MAX_ELEMENTS // width)))
+                              max_elements=max(1, MAX_ELEMENTS // max(width, 1))))
     pos = draw(integers(0, len(other))) if any_dim and impl.any_dim else len(other)
     shape = (*other[:pos], width, *other[pos:])
     dim = draw(sampled_from((pos, pos - len(shape)))) if any_dim else -1
     kind = kind or ("ordinary" if not impl.extreme else None)
     x = draw(logits(shape, dtype, kind=kind))
     keep = draw(keep_masks(shape, dim, **({"patterns": patterns} if patterns else {})))
+    if draw(_VIEWS):  # half the inputs are views: permuted, strided, at an offset, expanded
+        x, keep = relayout(draw, x, canary=math.nan), relayout(draw, keep)
     return x, keep, dim
 
 
@@ -52,8 +55,64 @@ def describe(rule, device, impl, x, keep, dim):
 
 
 def run(impl, x, keep, dim, device, requires_grad=False):
-    t = x.build(device, requires_grad=requires_grad)
-    return t, impl(backends.for_device(device), t, keep.build(device), dim)
+    t, k = x.build(device, requires_grad=requires_grad), keep.build(device)
+    reach.note_tensor("logits", t)
+    reach.note_tensor("keep", k)
+    reach.note_softmax("logits", t, dim)
+    return t, impl(backends.for_device(device), t, k, dim)
+
+
+def claiming(own, shared=lambda impl: (), names=IMPLS):
+    """The idioms `names` as parameters, each claiming the input classes `own(impl)` and its
+    property `shared(impl)` (see `conformance.reach`)."""
+    return [pytest.param(n, marks=pytest.mark.reach(*own(IMPLEMENTATIONS[n]), property=shared(IMPLEMENTATIONS[n])))
+            for n in names]
+
+
+def _common(impl, *, wide=True, rows=reach.MASK_ROWS):
+    """What every softmax property reaches in each idiom: logits in every layout and float
+    dtype, keep rows of the patterns `rows`, and widths in each of the ranges 0, 1, 2-16,
+    17-256, 257-1024 and past 1024 up to the idiom's widest (16 unless `wide`)."""
+    top = impl.max_width if wide else 16
+    # rows of at most 16 leave few dims of size > 1 to permute: narrow properties claim the
+    # permuted layout across their idioms (`_every_width`)
+    kinds = reach.LAYOUTS if wide else tuple(k for k in reach.LAYOUTS if k != "permuted")
+    return (*reach.layouts("logits", kinds), *reach.dtypes("logits", FLOATS),
+            *reach.of("keep", *(f"rows:{r}" for r in rows)), *reach.ranges("logits.width", top, impl.min_width))
+
+
+def _every_width(impl, *, wide=True):
+    """What a softmax property reaches across its idioms: every layout, every width octave,
+    every power of two and one past or one short of each, up to the widest."""
+    top = impl.max_width if wide else 16
+    return (*reach.layouts("logits"), *reach.octaves("logits.width", top, impl.min_width),
+            *reach.powers("logits.width", top, impl.min_width))
+
+
+def _narrow(impl):
+    return _every_width(impl, wide=False)
+
+
+def _any_dim(impl):
+    return (*_common(impl, wide=False), *reach.of("logits", "dim:negative", "dim:nonnegative", "dim:inner", "dim:last"))
+
+
+def _extreme(impl):
+    return (*_common(impl), "logits.values:huge")
+
+
+def _masked_junk(impl):
+    return (*_common(impl, wide=False),
+            *reach.of("logits", *("values:nan", "values:+inf", "values:-inf", "values:huge")
+                      if impl.masked_values == "any" else ("values:huge",)))
+
+
+def _fully_masked(impl):
+    return _common(impl, rows=("none", "all"))
+
+
+def _gradients(impl):
+    return _common(impl, wide=False, rows=("one", "prefix", "all"))
 
 
 def rows(x, keep, dim, oracle=True):
@@ -71,7 +130,7 @@ def rows(x, keep, dim, oracle=True):
 # --------------------------------------------------------------------------- row rules
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
+@pytest.mark.parametrize("impl_name", claiming(_common, _every_width))
 @given(data=st.data())
 def test_masked_softmax_rows_sum_to_one(device, impl_name, data):
     """Every row with at least one kept entry sums to 1 (fsum of the outputs) within the
@@ -92,7 +151,7 @@ def test_masked_softmax_rows_sum_to_one(device, impl_name, data):
                       extra=f"row at flat positions {list(row[:8])}..., keep {kp[:16]}...")
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
+@pytest.mark.parametrize("impl_name", claiming(_common, _every_width))
 @given(data=st.data())
 def test_masked_softmax_masked_entries_are_zero(device, impl_name, data):
     """In every row with at least one kept entry, each masked entry is exactly 0."""
@@ -124,7 +183,7 @@ def check_against_oracle(case, x, keep, dim, got, what="probabilities differ fro
                           extra=f"row at flat positions {list(row[:6])}...")
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
+@pytest.mark.parametrize("impl_name", claiming(_common, _every_width))
 @given(data=st.data())
 def test_masked_softmax_matches_oracle(device, impl_name, data):
     """Rows with a kept entry are finite and match the float64 oracle within the per-dtype
@@ -137,7 +196,7 @@ def test_masked_softmax_matches_oracle(device, impl_name, data):
     check_against_oracle(case, x, keep, dim, read(out))
 
 
-@pytest.mark.parametrize("impl_name", [n for n in IMPLS if IMPLEMENTATIONS[n].any_dim])
+@pytest.mark.parametrize("impl_name", claiming(_any_dim, _narrow, [n for n in IMPLS if IMPLEMENTATIONS[n].any_dim]))
 @given(data=st.data())
 def test_masked_softmax_along_any_dim(device, impl_name, data):
     """Softmax along any dim, given as a positive or negative index, normalises exactly the
@@ -150,7 +209,7 @@ def test_masked_softmax_along_any_dim(device, impl_name, data):
     check_against_oracle(case, x, keep, dim, read(out))
 
 
-@pytest.mark.parametrize("impl_name", [n for n in IMPLS if IMPLEMENTATIONS[n].extreme])
+@pytest.mark.parametrize("impl_name", claiming(_extreme, _every_width, [n for n in IMPLS if IMPLEMENTATIONS[n].extreme]))
 @given(data=st.data())
 def test_masked_softmax_extreme_logits_do_not_overflow(device, impl_name, data):
     """Logits between half and all of the dtype's largest finite value (both signs) give finite
@@ -180,7 +239,7 @@ def _compare(case, impl, x, keep, dim, got, ref, what):
                           close=close_with(tol))
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
+@pytest.mark.parametrize("impl_name", claiming(_common, _every_width))
 @given(data=st.data())
 def test_masked_softmax_is_shift_invariant(device, impl_name, data):
     """Adding the same constant to every logit changes nothing (the logits are on a grid
@@ -205,7 +264,7 @@ def _junk(dtype, anything, extreme):
         | st.sampled_from([big, -big] + ([math.inf, -math.inf, math.nan] if anything else []))
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
+@pytest.mark.parametrize("impl_name", claiming(_masked_junk, _narrow))
 @given(data=st.data())
 def test_masked_softmax_ignores_values_at_masked_positions(device, impl_name, data):
     """Whatever the logits at masked positions hold (any finite value, and +-inf and nan where
@@ -228,7 +287,7 @@ def test_masked_softmax_ignores_values_at_masked_positions(device, impl_name, da
 # --------------------------------------------------------------------------- policy and grads
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
+@pytest.mark.parametrize("impl_name", claiming(_fully_masked, _every_width))
 @given(data=st.data())
 def test_masked_softmax_fully_masked_rows_follow_policy(device, impl_name, data):
     """A row with no kept entry follows the idiom's stated policy: all nan (-inf + softmax,
@@ -261,7 +320,7 @@ def test_masked_softmax_fully_masked_rows_follow_policy(device, impl_name, data)
                       actual=vals[:8])
 
 
-@pytest.mark.parametrize("impl_name", IMPLS)
+@pytest.mark.parametrize("impl_name", claiming(_gradients, _narrow))
 @given(data=st.data())
 def test_masked_softmax_gradients_are_finite_and_zero_where_masked(device, impl_name, data):
     """For rows with a kept entry, d(sum(g * p))/dx is finite everywhere, exactly 0 at masked

@@ -1,9 +1,10 @@
 """Command line: ``python -m reports {compare,replay,render,validate} ...``.
 
-Exit codes: 0 success (compare: no regression; replay: the failure reproduced), 1 the
-answer is no (compare: a regression; replay: it did not reproduce), 2 unusable input (a
-missing, unreadable, non-JSON or foreign file, a wrong schema version, an unknown test id),
-always with one line on stderr saying what is wrong.
+Exit codes: 0 success (compare: no regression, every claimed input class reached; replay:
+the failure reproduced), 1 the answer is no (compare: a regression or an unreached class;
+replay: it did not reproduce), 2 unusable input (a missing, unreadable, non-JSON or foreign
+file, a wrong schema version, an unknown test id), always with one line on stderr saying
+what is wrong.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def cmd_compare(args) -> int:
         _write(args.markdown, compare.markdown(diff, *names))
     if args.html:
         _write(args.html, compare.html(diff, *names))
-    return EXIT_NO if diff.regressions else EXIT_OK
+    return EXIT_NO if compare.failing(diff) else EXIT_OK
 
 
 def cmd_render(args) -> int:

@@ -12,7 +12,9 @@ Its change of outcome from the baseline to the candidate falls in exactly one cl
 * coverage change: it ran before and is skipped now, or the other way round;
 * new / removed: in only one report.
 
-Only regressions make ``python -m reports compare`` exit 1.
+Apart from changes, the candidate's **unreached** claims are listed: a property whose
+examples never reached an input class it claims (`conformance.reach`) checked less than it
+says.  Regressions and unreached claims make ``python -m reports compare`` exit 1.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from reports import render, schema
 
 # The committed reference run: torch 2.13.0, CPU, the ci profile (see the README to refresh it).
 BASELINE = Path(__file__).resolve().parent / "baselines" / "torch-2.13.0-cpu.json"
+
+REACH_PROFILE = "ci"  # the profile whose examples the reach claims are about
 
 WAS_GOOD = frozenset({"passed", "known_deviation", "fixed"})
 
@@ -45,10 +49,11 @@ class Diff:
     coverage: list[Change] = field(default_factory=list)
     new: list[Change] = field(default_factory=list)
     removed: list[Change] = field(default_factory=list)
+    unreached: list[Change] = field(default_factory=list)
     environment: list[tuple[str, str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    SECTIONS = (("regressions", "Regressions"), ("fixes", "Fixes"),
+    SECTIONS = (("regressions", "Regressions"), ("unreached", "Claimed input classes not reached"), ("fixes", "Fixes"),
                 ("still_broken", "Still broken"), ("deviation_changes", "Known deviations changed"),
                 ("coverage", "Coverage changed"), ("new", "New tests"), ("removed", "Removed tests"))
 
@@ -64,6 +69,11 @@ def compare(base: dict, cand: dict) -> Diff:
     old = {r["id"]: r for r in base["results"]}
     new = {r["id"]: r for r in cand["results"]}
     unfinished = set(cand["run"]["not_run"])
+    profile = cand["environment"]["hypothesis"].get("profile")
+    judge_reach = profile == REACH_PROFILE
+    if not judge_reach:
+        diff.warnings.append(f"input-class reach is claimed for the {REACH_PROFILE!r} profile; the candidate "
+                             f"ran {profile!r}, so unreached classes are not judged")
     for test_id in sorted(old.keys() | new.keys()):
         a, b = old.get(test_id), new.get(test_id)
         before = a["outcome"] if a else None
@@ -88,6 +98,12 @@ def compare(base: dict, cand: dict) -> Diff:
                                                  f"now excused by {b['deviation']['id']!r}"))
         elif (before == "skipped") != (after == "skipped"):
             diff.coverage.append(Change(test_id, before, after, b.get("skip_reason") or ""))
+        if judge_reach and b is not None and after != "skipped" and (b.get("reach") or {}).get("unreached"):
+            missing = b["reach"]["unreached"]
+            diff.unreached.append(Change(test_id, before, after, f"{len(missing)} claimed classes got no "
+                                         f"example: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"))
+    if judge_reach:
+        diff.unreached += _unreached_by_property(cand["results"])
     old_entries = {e["id"]: e for e in base["deviations"]["entries"]}
     new_entries = {e["id"]: e for e in cand["deviations"]["entries"]}
     for entry_id in sorted(old_entries.keys() | new_entries.keys()):
@@ -111,6 +127,43 @@ def compare(base: dict, cand: dict) -> Diff:
     return diff
 
 
+def _unreached_by_property(results: list[dict]) -> list[Change]:
+    """Property claims (across a property's parameters on one device) that no parameter reached."""
+    from conformance import reach
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        if r.get("reach") and r["reach"]["property_claims"] and r["outcome"] != "skipped":
+            groups.setdefault((r["module"], r["property"], r["device"]), []).append(r)
+    out = []
+    for (module, prop, device), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        counts: dict = {}
+        for r in rs:
+            for k, n in r["reach"]["counts"].items():
+                counts[k] = counts.get(k, 0) + n
+        claims = dict.fromkeys(c for r in rs for c in r["reach"]["property_claims"])
+        if missing := reach.unreached(claims, counts):
+            out.append(Change(f"{module}::{prop}[{device}, all parameters]", None, None,
+                              f"{len(missing)} claimed classes got no example: {', '.join(missing[:8])}"
+                              f"{' ...' if len(missing) > 8 else ''}"))
+    return out
+
+
+def failing(diff: Diff) -> bool:
+    """Whether compare exits 1: a regression, or a claimed input class not reached."""
+    return bool(diff.regressions or diff.unreached)
+
+
+def verdict(diff: Diff) -> str:
+    """One line: what makes compare fail, or that nothing does."""
+    parts = []
+    if diff.regressions:
+        parts.append(f"{len(diff.regressions)} tests that passed in the baseline now fail")
+    if diff.unreached:
+        parts.append(f"{len(diff.unreached)} tests did not reach every input class they claim")
+    return "REGRESSION: " + "; ".join(parts) if parts else "no regression"
+
+
 def _words(outcome: str | None) -> str:
     return schema.WORDS.get(outcome, outcome) if outcome else "absent"
 
@@ -125,7 +178,7 @@ def text(diff: Diff, base_name: str, cand_name: str) -> str:
         changes = getattr(diff, attr)
         if changes:
             lines.append(f"{title} ({len(changes)}):")
-            shown = changes if attr == "regressions" else changes[:TEXT_LIMIT]
+            shown = changes if attr in ("regressions", "unreached") else changes[:TEXT_LIMIT]
             for c in shown:
                 note = f"  [{c.note}]" if c.note else ""
                 lines.append(f"  {c.id}: {_words(c.before)} -> {_words(c.after)}{note}")
@@ -134,16 +187,14 @@ def text(diff: Diff, base_name: str, cand_name: str) -> str:
     if diff.environment:
         lines.append(f"Environment differences ({len(diff.environment)}):")
         lines += [f"  {k}: {a} -> {b}" for k, a, b in diff.environment]
-    verdict = (f"REGRESSION: {len(diff.regressions)} tests that passed in the baseline now fail"
-               if diff.regressions else "no regression")
-    lines.append(verdict)
+    lines.append(verdict(diff))
     return "\n".join(lines) + "\n"
 
 
 def markdown(diff: Diff, base_name: str, cand_name: str) -> str:
     md = render.md
     out = [f"# Conformance compare: {md(base_name)} → {md(cand_name)}", "",
-           f"**{'REGRESSION' if diff.regressions else 'No regression'}**: "
+           f"**{'REGRESSION' if failing(diff) else 'No regression'}**: "
            + ", ".join(f"{len(getattr(diff, a))} {t.lower()}" for a, t in Diff.SECTIONS), ""]
     out += [f"> warning: {md(w)}" for w in diff.warnings]
     for attr, title in Diff.SECTIONS:
@@ -162,7 +213,7 @@ def markdown(diff: Diff, base_name: str, cand_name: str) -> str:
 
 def html(diff: Diff, base_name: str, cand_name: str) -> str:
     esc = render.esc
-    verdict = "REGRESSION" if diff.regressions else "No regression"
+    verdict = "REGRESSION" if failing(diff) else "No regression"
     b = [f"<h1>Conformance compare</h1><p class=\"env\">{esc(base_name)} → {esc(cand_name)}</p>",
          f'<p class="status"><b>{esc(verdict)}</b></p>']
     b += [f"<p><b>warning:</b> {esc(w)}</p>" for w in diff.warnings]

@@ -9,6 +9,7 @@ timed out with the input the worker's flight recorder (``reports/inflight.py``) 
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import json
@@ -24,7 +25,7 @@ from hypothesis.internal.conjecture.data import StopTest
 
 from conformance import deviations as dev
 from conformance import devices as devmod
-from conformance import backends, failures, profiles
+from conformance import backends, failures, profiles, reach
 from reports import environment, inflight, render, schema
 
 PAYLOAD = "conformance-report"
@@ -180,6 +181,7 @@ class ReportPlugin:
         self.calls = 0
         self.discarded = 0
         self.body_time = 0.0
+        self.classes: collections.Counter = collections.Counter()
         # controller state
         self.records: dict[str, dict] = {}
         self.meta: dict[str, dict] = {}
@@ -228,20 +230,26 @@ class ReportPlugin:
         self.calls, self.discarded, self.body_time, self.last_case = 0, 0, 0.0, None
         self.draw_start = _DRAW_TIME[0]
 
+        self.classes = collections.Counter()
+
         @functools.wraps(inner)
         def counted(*args, **kwargs):
             self.last_case = None
             t = time.perf_counter()
+            reach.begin()
             try:
                 result = inner(*args, **kwargs)
             except _DISCARDED:
+                reach.end()
                 self.discarded += 1
                 raise
             except BaseException:
+                self._reached(reach.end())
                 self.calls += 1
                 raise
             finally:
                 self.body_time += time.perf_counter() - t
+            self._reached(reach.end())
             self.calls += 1
             return result
 
@@ -250,6 +258,15 @@ class ReportPlugin:
             yield
         finally:
             handle.inner_test = inner
+
+    def _reach_of(self, item) -> dict:
+        own, shared = reach.claimed(item)
+        return {"claimed": list(own), "property_claims": list(shared), "counts": dict(sorted(self.classes.items()))}
+
+    def _reached(self, classes: set) -> None:
+        """Count a checked example's input classes, and show them to Hypothesis."""
+        self.classes.update(classes)
+        reach.announce(classes)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -261,7 +278,8 @@ class ReportPlugin:
             data.update(rule=_rule_of(item), params=_params_of(item))
         if report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis"):
             data.update(examples=self.calls, discarded=self.discarded, body_time_s=round(self.body_time, 4),
-                        draw_time_s=round(_DRAW_TIME[0] - self.draw_start, 4))
+                        draw_time_s=round(_DRAW_TIME[0] - self.draw_start, 4),
+                        reach=self._reach_of(item))
         if call.excinfo is not None and (report.failed or hasattr(report, "wasxfail")):
             data["failure"] = describe_failure(call.excinfo.value, report,
                                                self.last_case if report.when == "call" else None)
@@ -362,6 +380,9 @@ class ReportPlugin:
             rec["discarded"] = data.get("discarded")
             rec["body_time_s"] = data.get("body_time_s")
             rec["draw_time_s"] = data.get("draw_time_s")
+            if "reach" in data:
+                got = data["reach"]
+                rec["reach"] = {**got, "unreached": reach.unreached(got["claimed"], got["counts"])}
             if hasattr(report, "wasxfail"):
                 rec["outcome"] = "known_deviation"
                 rec["failure"] = data.get("failure")

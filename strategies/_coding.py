@@ -27,9 +27,10 @@ def bits(mask: int, n: int) -> list[bool]:
 
 
 @cached
-def permutation_indices(n: int):
-    """Indices of the n! permutations of range(n) (``permutation`` decodes one)."""
-    return integers(0, math.factorial(n) - 1)
+def permutation_indices(n: int, *, identity: bool = True):
+    """Indices of the n! permutations of range(n) (``permutation`` decodes one); without the
+    identity (index 0) unless `identity`."""
+    return integers(0 if identity else 1, math.factorial(n) - 1)
 
 
 def permutation(index: int, n: int) -> list[int]:

@@ -37,7 +37,7 @@ def draw_layout(draw, shape, kinds=KINDS):
     chosen = {k for k, on in zip(kinds, bits(draw(subsets(len(kinds), min_size=1)), len(kinds))) if on}
     perm = list(range(ndim))
     if "permuted" in chosen and ndim > 1:
-        perm = permutation(draw(permutation_indices(ndim)), ndim)
+        perm = permutation(draw(permutation_indices(ndim, identity=False)), ndim)  # a real permutation
     steps = [1] * ndim
     if "strided" in chosen:
         steps = [1 + d for d in digits(draw(digit_strings(3, ndim)), 3, ndim)]
@@ -144,3 +144,41 @@ def tensors(draw, shape, dtype, *, elements=None, kinds=KINDS):
     for p, v in zip(positions, values):
         storage[p] = v
     return TensorSpec(shape, dtype, tuple(values), strides, offset, tuple(storage), words)
+
+
+_RELAYOUT_AT = 64  # past this many elements, positions and storage are computed with NumPy
+
+
+def relayout(draw, spec: TensorSpec, kinds=KINDS, canary=None) -> TensorSpec:
+    """`spec`'s values in a layout drawn from `kinds` (inside the caller's composite).  Along
+    an expanded dim every value equals the first slice's (they share memory), so an
+    expanded layout changes the values to those; storage outside the view holds `canary`
+    (default: the first value)."""
+    shape = spec.shape
+    strides, offset, expanded, words = draw_layout(draw, shape, kinds)
+    if words == "contiguous":
+        return spec
+    n = len(spec.values)
+    canary = spec.values[0] if canary is None and n else (canary if canary is not None else 0)
+    if n < _RELAYOUT_AT and not expanded:
+        values = spec.values
+        positions = [offset + sum(i * s for i, s in zip(idx, strides)) for idx in rules.ndindex(shape)]
+        size = (max(positions) + 1 if positions else offset) + draw(integers(0, 2))
+        storage = [canary] * size
+        for p, v in zip(positions, values):
+            storage[p] = v
+        return TensorSpec(shape, spec.dtype, values, strides, offset, tuple(storage), words)
+    import numpy as np
+
+    arr = np.array(spec.values, dtype=object).reshape(shape)
+    if expanded:
+        arr = np.broadcast_to(arr[tuple(slice(0, 1) if d in expanded else slice(None) for d in range(len(shape)))],
+                              shape)
+    positions = np.full(1, offset, dtype=np.int64)
+    for size_d, stride in zip(shape, strides):
+        positions = (positions[:, None] + np.arange(size_d, dtype=np.int64) * stride).reshape(-1)
+    size = (int(positions.max()) + 1 if positions.size else offset) + draw(integers(0, 2))
+    storage = np.full(size, canary, dtype=object)
+    values = arr.reshape(-1)
+    storage[positions] = values
+    return TensorSpec(shape, spec.dtype, tuple(values.tolist()), strides, offset, tuple(storage.tolist()), words)

@@ -40,6 +40,8 @@ def _row(pattern, width, arg):
     """(values, the NumPy expression that makes them) of one keep-mask row."""
     import numpy as np
 
+    if width == 0:  # an empty row: every pattern is the same
+        return [], "np.zeros(0, bool)"
     if pattern == "all":
         return [True] * width, f"np.ones({width}, bool)"
     if pattern == "none":

@@ -235,20 +235,48 @@ def fill_values(draw, dtype, *, tensors=True):
 WIDE = 9
 
 
-WIDE_ROWS = (1025, 1031, 1536, 2047, 2048, 2049, 3000, 4096)
+@cached
+def width_classes(max_width=4096, min_width=0):
+    """The size classes of softmax row widths min_width..max_width (see `conformance.reach.band`),
+    grouped by octave (0, 1, [2, 4), [4, 8), ...): every power of two, one past and one short
+    of it (each listed twice: drawn twice as often), and the odd and even widths between."""
+    from conformance import reach
+
+    octaves: dict[int, list[str]] = {}
+    for n in range(min_width, max_width + 1):
+        b = reach.band(n)
+        group = octaves.setdefault(n.bit_length(), [])
+        if b not in group:
+            # powers of two and their neighbours twice: they are single widths, where a
+            # kernel's block boundaries are, and the odd/even classes have many members
+            group += [b] * (1 if "<n<" in b else 2)
+    return tuple(tuple(g) for g in octaves.values())
 
 
 @cached
-def logit_widths(*, wide=True, max_width=4096):
-    """Softmax row widths: mostly small, and (when `wide`) some past 1024, powers of two or
-    not, up to `max_width`."""
-    if not wide:
-        return st.integers(1, 16)
-    # half 1..16, a quarter 17..200, a quarter past 1024: one draw from a table with each width
-    # repeated in proportion to its chance (a one_of of the ranges costs two), shrinking to 1
-    groups = [(range(1, 17), 2), (range(17, 201), 1), ([w for w in WIDE_ROWS if w <= max_width], 1)]
-    total = math.lcm(*(len(g) for g, _ in groups))
-    return st.sampled_from(tuple(w for g, share in groups for w in g for _ in range(share * total // len(g))))
+def _members(cls, max_width, min_width):
+    from conformance import reach
+
+    return sampled_from(tuple(reach.members(cls, max_width, min_width)))
+
+
+@cached
+def _octave_classes(group):
+    return sampled_from(group)
+
+
+@cached
+@st.composite
+def logit_widths(draw, *, wide=True, max_width=4096, min_width=0):
+    """Softmax row widths: an octave drawn uniformly (0, 1, [2, 4), ... [2048, 4096), 4096),
+    then a size class in it (a power of two, one past or one short of it, odd or even
+    between: see `width_classes`), then a width in that class.  Every octave and class gets
+    its share of the examples, the blocks of 256, 512 and 1024 and the widths past 1024
+    included; up to 16 only, unless `wide`.  Shrinks towards the narrowest."""
+    top = max_width if wide else min(16, max_width)
+    octaves = width_classes(top, min_width)
+    cls = draw(_octave_classes(draw(sampled_from(octaves))))
+    return draw(_members(cls, top, min_width))
 
 
 _SCALES = st.floats(0.1, 30.0)

@@ -217,12 +217,14 @@ def differential_on(device: str) -> bool:
 
 def for_device(device: str):
     """The ops the properties call on `device`: the backend, checked op by op against torch
-    eager on CPU where the differential is on."""
+    eager on CPU where the differential is on, each call's input classes recorded."""
     ops = _per_device.get(device)
     if ops is None:
+        from conformance.reach import Observed
+
         ops = active()
         if differential_on(device):
             from conformance.backends.differential import Differential
             ops = Differential(ops, load(DEFAULT), device)
-        _per_device[device] = ops
+        ops = _per_device[device] = Observed(ops)  # each call's input classes (conformance.reach)
     return ops

@@ -1,0 +1,531 @@
+"""Reach: the input classes where an implementation may branch, observed at every op call.
+
+A kernel branches on what it is given: the size of the dim it reduces or vectorises over
+(block and vector widths are powers of two, so the sizes around them), empty and 0-d
+tensors, the memory layout, the dtype, special values, the pattern of a mask, operands of
+different rank, invalid arguments.  Each op call a property makes through the backend is
+classified here, from the arguments as the backend receives them, into class names such as
+``softmax.x.layout:permuted`` or ``softmax.width:2^9+1``; a property's example counts each
+class it reached once.  The same classifiers are the trigger conditions of the generated
+fault zoo (`selftests.zoo`): a fault fires exactly on the inputs of a class.
+
+Each property *claims* the classes its strategy must reach (the ``reach`` marker, built
+with the helpers at the end of this module); the report shows per property how many `ci`
+examples fell in each class, and ``python -m reports compare`` fails when a claimed class
+got none (docs/reach.md lists the claims per family).
+
+Classes are recorded with Hypothesis's ``event()`` too (``--hypothesis-show-statistics``
+shows them); the counts in the report are kept here because Hypothesis has no public API
+that hands a test's events to a plugin.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Iterable
+
+from conformance import rules
+
+# --------------------------------------------------------------------------- recording
+
+_current: set | None = None
+
+
+def begin() -> None:
+    """Start recording the classes of one example (the report plugin calls this)."""
+    global _current
+    _current = set()
+
+
+def end() -> set:
+    """Stop recording; the classes the example reached."""
+    global _current
+    got, _current = _current, None
+    return got or set()
+
+
+def recording() -> bool:
+    return _current is not None
+
+
+def note(*classes: str) -> None:
+    """Record classes that no op argument shows (a property's own notion of its input)."""
+    if _current is not None:
+        _current.update(classes)
+
+
+def note_tensor(prefix: str, t) -> None:
+    """Record the classes of a property's own input `t` (see `tensor_classes`)."""
+    if _current is not None:
+        _current.update(tensor_classes(prefix, t))
+
+
+def note_softmax(prefix: str, x, dim: int) -> None:
+    """Record the row width and the kind of dim of a softmax over `x` along `dim`."""
+    if _current is not None:
+        _current.update(f"{prefix}.{c}" for c in _softmax_classes((x, dim), {}))
+
+
+def announce(classes: Iterable[str]) -> None:
+    """Hand an example's classes to Hypothesis (``event``), for its statistics."""
+    from hypothesis import event
+
+    for c in sorted(classes):
+        event(c)
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def band(n: int) -> str:
+    """The size class of `n`: 0, 1, a power of two, one past or one short of a power of two,
+    or (between 2^k and 2^(k+1)) odd or even: where block, vector and tail-loop code differ."""
+    if n <= 1:
+        return str(n)
+    k = n.bit_length() - 1
+    if n == 1 << k:
+        return f"2^{k}"
+    if n - 1 == 1 << k:
+        return f"2^{k}+1"
+    if n + 1 == 1 << (k + 1):
+        return f"2^{k + 1}-1"
+    return f"2^{k}<n<2^{k + 1} {'odd' if n % 2 else 'even'}"
+
+
+def bands(max_n: int, min_n: int = 0) -> tuple[str, ...]:
+    """Every size class of min_n..max_n, in size order."""
+    out: list[str] = []
+    for n in range(min_n, max_n + 1):
+        b = band(n)
+        if b not in out:
+            out.append(b)
+    return tuple(out)
+
+
+def members(cls: str, max_n: int, min_n: int = 0) -> list[int]:
+    """The sizes in min_n..max_n that fall in size class `cls`."""
+    return [n for n in range(min_n, max_n + 1) if band(n) == cls]
+
+
+# --------------------------------------------------------------------------- one tensor
+
+LAYOUTS = ("contiguous", "permuted", "strided", "offset", "expanded")
+FLOAT_SPECIALS = ("nan", "+inf", "-inf", "-0", "subnormal", "huge")   # huge: |x| >= finfo.max / 2
+INT_SPECIALS = ("min", "max")                                        # the dtype's extremes
+
+
+def layouts_of(t) -> set[str]:
+    """The layout kinds of torch tensor `t` (several at once: a permuted view at an offset)."""
+    out = set()
+    shape, strides = tuple(t.shape), t.stride()
+    if t.storage_offset() > 0:
+        out.add("offset")
+    if any(s == 0 and n > 1 for s, n in zip(strides, shape)):
+        out.add("expanded")
+    moving = _order(strides, shape)
+    if moving != sorted(moving, reverse=True):
+        out.add("permuted")
+    dims = sorted((s, n) for s, n in zip(strides, shape) if n > 1 and s > 0)
+    acc = 1
+    for s, n in dims:
+        if s != acc:
+            out.add("strided")
+            break
+        acc *= n
+    if not out:
+        out.add("contiguous")
+    return out
+
+
+def _order(strides, shape) -> list[int]:
+    """The strides of the dims that move (size > 1, stride > 0), in dim order."""
+    return [s for s, n in zip(strides, shape) if n > 1 and s > 0]
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def values_of(t) -> set[str]:
+    """The special values `t` holds (see FLOAT_SPECIALS, INT_SPECIALS)."""
+    torch = _torch()
+    if t.numel() == 0 or t.dtype == torch.bool:
+        return set()
+    a = t.detach()
+    if a.is_floating_point():
+        fi = torch.finfo(a.dtype)
+        mag = a.abs()
+        flags = torch.stack([a.isnan().any(), a.isposinf().any(), a.isneginf().any(),
+                             ((a == 0) & a.signbit()).any(), ((a != 0) & (mag < fi.tiny)).any(),
+                             (mag.isfinite() & (mag >= fi.max / 2)).any()]).tolist()
+        return {name for name, on in zip(FLOAT_SPECIALS, flags) if on}
+    if a.dtype in (torch.int32, torch.int64):
+        ii = torch.iinfo(a.dtype)
+        flags = torch.stack([(a == ii.min).any(), (a == ii.max).any()]).tolist()
+        return {name for name, on in zip(INT_SPECIALS, flags) if on}
+    return set()
+
+
+MASK_ROWS = ("none", "one", "prefix", "all", "other")
+
+
+def mask_rows_of(t) -> set[str]:
+    """The patterns of a bool mask's rows along its last dim: none set, exactly one, a
+    prefix (padding), all, or something else."""
+    if t.dim() == 0 or t.numel() == 0:
+        return set()
+    torch = _torch()
+    rows = t.detach().reshape(-1, t.shape[-1]).to("cpu")
+    count = rows.sum(-1)
+    width = t.shape[-1]
+    prefix = (rows == (torch.arange(width) < count[:, None])).all(-1)
+    out = set()
+    c = count.tolist()
+    p = prefix.tolist()
+    for n, is_prefix in zip(c, p):
+        out.add("none" if n == 0 else "all" if n == width else "one" if n == 1 and not is_prefix
+                else "prefix" if is_prefix else "other")
+    return out
+
+
+def mask_varies(t) -> set[str]:
+    """Which of the leading dims of a mask of 3+ dims the mask differs along: "dim-3"
+    (the head dim of an attention mask) and "dim-4" (its batch dim)."""
+    out = set()
+    for d, name in ((-3, "dim-3"), (-4, "dim-4")):
+        if t.dim() >= -d and t.shape[d] > 1:
+            first = t.narrow(d, 0, 1)
+            if not bool((t == first).all()):
+                out.add(name)
+    return out
+
+
+def tensor_classes(prefix: str, t) -> set[str]:
+    """The classes of one tensor argument, each name prefixed with `prefix`."""
+    cls = {f"layout:{k}" for k in layouts_of(t)}
+    cls.add(f"ndim:{t.dim()}")
+    cls.add(f"numel:{band(t.numel())}")
+    dtype = str(t.dtype).removeprefix("torch.")
+    cls.add(f"dtype:{dtype}")
+    cls.update(f"values:{v}" for v in values_of(t))
+    if dtype == "bool":
+        n = int(t.sum()) if t.numel() else 0
+        cls.add("mask:all" if n == t.numel() else "mask:none" if n == 0 else "mask:mixed")
+        cls.update(f"rows:{r}" for r in mask_rows_of(t))
+        cls.update(f"varies:{v}" for v in mask_varies(t))
+    return {f"{prefix}.{c}" for c in cls}
+
+
+def _is_tensor(x) -> bool:
+    return hasattr(x, "dim") and hasattr(x, "stride")
+
+
+# --------------------------------------------------------------------------- one op call
+
+# the names of each op's positional arguments (None: not an array), in protocol order
+ARGS = {
+    "broadcast_tensors": None,  # *xs: x0, x1, ...
+    "expand": ("x", None), "broadcast_to": ("x", None),
+    "add": ("a", "b"), "mul": ("a", "b"), "eq": ("a", "b"), "lt": ("a", "b"),
+    "where": ("cond", "a", "b"),
+    "add_": ("self", "other"), "sub_": ("self", "other"), "mul_": ("self", "other"),
+    "iadd": ("self", "other"),
+    "masked_fill": ("self", "mask", "value"), "masked_fill_": ("self", "mask", "value"),
+    "softmax": ("x", None), "masked_softmax": ("x", None, "mask"),
+    "scaled_dot_product_attention": ("q", "k", "v"),
+    "tril": ("x", None),
+    "multihead_attention": (None, "query", "key", "value"),
+}
+# ops whose tensor arguments broadcast together
+BROADCASTING = ("broadcast_tensors", "add", "mul", "eq", "lt", "where", "add_", "sub_", "mul_", "iadd",
+                "masked_fill", "masked_fill_")
+
+
+def _arrays(op, args, kwargs) -> list[tuple[str, object]]:
+    names = ARGS.get(op, ())
+    if names is None:
+        named = [(f"x{i}", a) for i, a in enumerate(args)]
+    else:
+        named = [(n, a) for n, a in zip(names, args) if n is not None]
+    named += [(k, v) for k, v in kwargs.items() if v is not None]
+    return [(n, a) for n, a in named if _is_tensor(a)]
+
+
+def classify(op: str, args: tuple, kwargs: dict) -> set[str]:
+    """The classes of one call of `op` (before it runs)."""
+    if op == "broadcast_shapes":
+        return {f"broadcast_shapes.{c}" for c in _shape_classes(args)}
+    arrays = _arrays(op, args, kwargs)
+    out: set[str] = set()
+    for name, t in arrays:
+        out |= tensor_classes(f"{op}.{name}", t)
+    if op in BROADCASTING and len(arrays) > 1:
+        out |= {f"{op}.{c}" for c in _pair_classes(arrays)}
+    extra = _OP_CLASSES.get(op)
+    if extra is not None:
+        out |= {f"{op}.{c}" for c in extra(args, kwargs)}
+    return out
+
+
+def _pair_classes(arrays) -> set[str]:
+    shapes = [tuple(t.shape) for _, t in arrays]
+    out = set()
+    ranks = [len(s) for s in shapes]
+    if len(set(ranks)) > 1:
+        out.add("rank:mixed")
+        top = max(ranks)
+        if ranks.count(top) == 1:
+            out.add(f"rank:{arrays[ranks.index(top)][0]}-highest")
+    else:
+        out.add("rank:equal")
+    nd = max(ranks)
+    for k in range(1, nd + 1):
+        col = [s[-k] for s in shapes if len(s) >= k]
+        if 1 in col and any(c > 1 for c in col):
+            out.add("stretch:1-vs-n")
+        if 1 in col and 0 in col:
+            out.add("stretch:1-vs-0")
+        if len(set(col) - {1}) > 1:
+            out.add("sizes:incompatible")
+    return out
+
+
+def _shape_classes(shapes) -> set[str]:
+    out = {f"operands:{len(shapes)}"}
+    norm = []
+    for s in shapes:
+        if isinstance(s, int):
+            out.add("arg:int")
+            s = (s,)
+        s = tuple(s)
+        norm.append(s)
+        if not s:
+            out.add("shape:0-d")
+        if any(x < 0 for x in s):
+            out.add("size:negative")
+        if 0 in s:
+            out.add("size:0")
+    ranks = {len(s) for s in norm}
+    out.add("rank:mixed" if len(ranks) > 1 else "rank:equal")
+    nd = max(ranks, default=0)
+    for k in range(1, nd + 1):
+        col = [s[-k] for s in norm if len(s) >= k]
+        if 1 in col and any(c > 1 for c in col):
+            out.add("stretch:1-vs-n")
+        if 1 in col and 0 in col:
+            out.add("stretch:1-vs-0")
+        if len(set(col) - {1}) > 1:
+            out.add("sizes:incompatible")
+    return out
+
+
+def _softmax_classes(args, kwargs) -> set[str]:
+    x, dim = args[0], args[1]
+    out = {"dim:negative" if dim < 0 else "dim:nonnegative"}
+    if x.dim():
+        d = dim % x.dim()
+        out.add("dim:last" if d == x.dim() - 1 else "dim:inner")
+        out.add(f"width:{band(x.shape[d])}")
+    return out
+
+
+def _sdpa_classes(args, kwargs) -> set[str]:
+    q, k = args[0], args[1]
+    L, S, E = q.shape[-2], k.shape[-2], q.shape[-1]
+    out = {f"L:{band(L)}", f"S:{band(S)}", f"E:{band(E)}",
+           "L<S" if L < S else "L=S" if L == S else "L>S"}
+    mask = kwargs.get("attn_mask")
+    if mask is not None:
+        out.add(f"attn_mask.form:{_mask_form(mask, q, S)}")
+    return out
+
+
+def _mask_form(mask, q, S) -> str:
+    """[B,H,L,S] with 1 where the mask broadcasts a dim of the attention (B, H, L, S)."""
+    full = (*tuple(q.shape[:-1]), S)
+    names = ("B", "H", "L", "S")[-len(full):] if len(full) <= 4 else ("N",) * (len(full) - 4) + ("B", "H", "L", "S")
+    parts = []
+    for k in range(1, mask.dim() + 1):
+        size, target = mask.shape[-k], full[-k] if k <= len(full) else None
+        parts.append("1" if size == 1 and target != 1 else names[-k] if k <= len(names) else str(size))
+    return "[" + ",".join(reversed(parts)) + "]"
+
+
+def _expand_classes(args, kwargs) -> set[str]:
+    x, sizes = args[0], tuple(args[1])
+    out = set()
+    if -1 in sizes:
+        out.add("sizes:minus-one")
+    if len(sizes) > x.dim():
+        out.add("sizes:new-dims")
+    if len(sizes) < x.dim():
+        out.add("sizes:too-few")
+    if any(s < -1 for s in sizes):
+        out.add("sizes:negative")
+    return out
+
+
+def _broadcast_to_classes(args, kwargs) -> set[str]:
+    x, shape = args[0], tuple(args[1])
+    return {"shape:new-dims" if len(shape) > x.dim() else "shape:same-rank" if len(shape) == x.dim()
+            else "shape:fewer-dims"}
+
+
+def _fill_classes(args, kwargs) -> set[str]:
+    value = args[2]
+    if _is_tensor(value):
+        return {f"value:0-d {str(value.dtype).removeprefix('torch.')}" if value.dim() == 0 else "value:with dims"}
+    return {f"value:python {type(value).__name__}"}
+
+
+def _tril_classes(args, kwargs) -> set[str]:
+    d = args[1] if len(args) > 1 else kwargs.get("diagonal", 0)
+    return {"diagonal:0" if d == 0 else "diagonal:negative" if d < 0 else "diagonal:positive"}
+
+
+_OP_CLASSES = {
+    "softmax": _softmax_classes, "masked_softmax": _softmax_classes,
+    "scaled_dot_product_attention": _sdpa_classes, "expand": _expand_classes,
+    "broadcast_to": _broadcast_to_classes, "masked_fill": _fill_classes, "masked_fill_": _fill_classes,
+    "tril": _tril_classes,
+}
+
+
+class Observed:
+    """The ops of a backend (or of a differential pair), each call classified while an
+    example is being recorded; attributes that are not ops pass through."""
+
+    def __init__(self, ops):
+        self._ops = ops
+        self._wrapped: dict = {}
+
+    def __getattr__(self, name):
+        from conformance.backends import OPS
+
+        target = getattr(self._ops, name)
+        if name not in OPS or not callable(target):
+            return target
+        fn = self._wrapped.get(name)
+        if fn is None:
+            def fn(*args, **kwargs):
+                if _current is None:
+                    return target(*args, **kwargs)
+                _current.update(classify(name, args, kwargs))
+                try:
+                    out = target(*args, **kwargs)
+                except Exception:
+                    _current.add(f"{name}.outcome:raises")
+                    raise
+                _current.add(f"{name}.outcome:returns")
+                return out
+            self._wrapped[name] = fn
+        return fn
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def claimed(item) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The classes a test item claims (its ``reach`` markers): its own, and those its
+    property claims across all its parameters on a device (``property=(...)``)."""
+    own: list[str] = []
+    shared: list[str] = []
+    for mark in item.iter_markers("reach"):
+        own += [c for c in mark.args if c not in own]
+        shared += [c for c in mark.kwargs.get("property", ()) if c not in shared]
+    return tuple(own), tuple(shared)
+
+
+def _matches(claim: str, counts: dict) -> bool:
+    for alt in claim.split(" | "):
+        if any(ch in alt for ch in "*?["):
+            if any(n for k, n in counts.items() if fnmatch.fnmatchcase(k, alt)):
+                return True
+        elif counts.get(alt):
+            return True
+    return False
+
+
+def unreached(claims: Iterable[str], counts: dict) -> list[str]:
+    """The claims no example reached.  A claim is a class name, a glob (some class matching
+    it must have an example) or alternatives joined by " | " (one of them must)."""
+    return [c for c in claims if not _matches(c, counts)]
+
+
+def of(prefix: str, *classes: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}.{c}" for c in classes)
+
+
+def layouts(arg: str, kinds: Iterable[str] = LAYOUTS) -> tuple[str, ...]:
+    """`arg` reaches every layout in `kinds`."""
+    return of(arg, *(f"layout:{k}" for k in kinds))
+
+
+def sizes(name: str, max_n: int, min_n: int = 0) -> tuple[str, ...]:
+    """`name` (e.g. ``softmax.width``) reaches every size class of min_n..max_n."""
+    return tuple(f"{name}:{b}" for b in bands(max_n, min_n))
+
+
+def octaves(name: str, max_n: int, min_n: int = 0) -> tuple[str, ...]:
+    """`name` reaches 0 and 1 (where in range) and some size in each [2^k, 2^(k+1)) that
+    min_n..max_n meets: a coarser claim than `sizes`, for fewer examples."""
+    out = [f"{name}:{n}" for n in (0, 1) if min_n <= n <= max_n]
+    k = 1
+    while 1 << k <= max_n:
+        lo, hi = max(1 << k, min_n), min((2 << k) - 1, max_n)
+        if lo <= hi:
+            out.append(" | ".join(dict.fromkeys(f"{name}:{band(n)}" for n in range(lo, hi + 1))))
+        k += 1
+    return tuple(out)
+
+
+def powers(name: str, max_n: int, min_n: int = 0) -> tuple[str, ...]:
+    """`name` reaches every power of two in min_n..max_n, and one past or one short of each
+    (where blocks and vector widths end: a full block, a block and one, a block short of one)."""
+    out = []
+    k = 0
+    while 1 << k <= max_n:
+        p = 1 << k
+        if p >= min_n:
+            out.append(f"{name}:{band(p)}")
+        near = [f"{name}:{band(n)}" for n in (p - 1, p + 1) if n > 2 and min_n <= n <= max_n]
+        if near:
+            out.append(" | ".join(near))
+        k += 1
+    return tuple(dict.fromkeys(out))
+
+
+def ranges(name: str, max_n: int, min_n: int = 0, edges: tuple[int, ...] = (0, 1, 16, 256, 1024)) -> tuple[str, ...]:
+    """`name` reaches some size in each of the ranges [0], [1], [2, 16], [17, 256],
+    [257, 1024] and [1025, max_n] that min_n..max_n meets (`edges`: where each range ends)."""
+    out = []
+    lo = min_n
+    for hi in (*[e for e in edges if e >= min_n], max_n):
+        hi = min(hi, max_n)
+        if lo <= hi:
+            out.append(" | ".join(dict.fromkeys(f"{name}:{band(n)}" for n in range(lo, hi + 1))))
+        lo = max(lo, hi + 1)
+    return tuple(out)
+
+
+def dtypes(arg: str, names: Iterable[str]) -> tuple[str, ...]:
+    return of(arg, *(f"dtype:{d}" for d in names))
+
+
+def specials(arg: str, dtype_names: Iterable[str], floats: Iterable[str] = FLOAT_SPECIALS,
+             ints: Iterable[str] = INT_SPECIALS) -> tuple[str, ...]:
+    """`arg` holds each special value its dtypes can hold."""
+    names = set(dtype_names)
+    out = list(floats) if names & set(rules.FLOAT_DTYPES) else []
+    out += list(ints) if names & set(rules.INT_DTYPES) else []
+    return of(arg, *(f"values:{v}" for v in out))
+
+
+def ndims(arg: str, max_nd: int, min_nd: int = 0) -> tuple[str, ...]:
+    return of(arg, *(f"ndim:{n}" for n in range(min_nd, max_nd + 1)))
+
+
+def numels(arg: str, max_n: int, min_n: int = 0) -> tuple[str, ...]:
+    return sizes(f"{arg}.numel", max_n, min_n)
+
