@@ -104,6 +104,8 @@ def _aligned(shapes: Sequence[Shape]) -> list[tuple[int | None, ...]]:
 def _combine(sizes: Iterable[int | None]) -> tuple[int | None, str]:
     """Result size of one aligned column and the verdict, or (None, 'incompatible')."""
     present = [s for s in sizes if s is not None]
+    if any(s < 0 for s in present):
+        return None, "negative size"
     distinct = set(present) - {1}
     if len(distinct) > 1:
         return None, "incompatible"
@@ -143,7 +145,7 @@ def explain(*shapes: int | Sequence[int]) -> str:
     Each row shows one aligned dimension: every operand's size ('-' where it has no
     such dimension), the verdict and the result size.
     """
-    norm = [_as_shape(s) for s in shapes]
+    norm = [(s,) if isinstance(s, int) else tuple(s) for s in shapes]  # negative sizes shown, not raised
     names = [f"#{i} {s}" for i, s in enumerate(norm)]
     header = ["dim", *names, "verdict", "result"]
     rows = []

@@ -11,7 +11,7 @@ import operator
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import backends, rules
+from conformance import backends, reach, rules
 from conformance.failures import Case, attempt, show
 from conformance.tensors import TensorSpec
 from strategies import (
@@ -22,6 +22,7 @@ from strategies import (
     incompatible_shapes,
     inplace_shape_pairs,
     misalignable_pairs,
+    negative_size_shapes,
     one_way_pairs,
     tensors,
 )
@@ -50,10 +51,35 @@ def shape_tuples(min_n=2, max_n=4):
     return st.integers(min_n, max_n).flatmap(_SHAPES_OF.__getitem__)
 
 
+# --------------------------------------------------------------------------- reach claims
+
+
+def operand(prefix, dtypes=rules.DTYPES, kinds=reach.LAYOUTS, max_numel=128):
+    """What an operand `prefix` (``add.a``) reaches: every layout in `kinds` and dtype, the
+    special values of those dtypes, a 0-d tensor, and sizes 0, 1, 2-16 and 17-`max_numel`."""
+    return (*reach.layouts(prefix, kinds), *reach.dtypes(prefix, dtypes), *reach.specials(prefix, dtypes),
+            f"{prefix}.ndim:0", *reach.ranges(f"{prefix}.numel", max_numel, edges=(0, 1, 16)))
+
+
+def operands_meet(op, *names, errors=True):
+    """What the operands of a broadcasting `op` reach together: equal and mixed ranks, each
+    of `names` the one of highest rank, a 1 stretched to n and to 0, and (when `errors`)
+    incompatible sizes that make the op raise."""
+    return (*reach.of(op, "rank:equal", "rank:mixed", "stretch:1-vs-n", "stretch:1-vs-0", "outcome:returns"),
+            *reach.of(op, *(f"rank:{n}-highest" for n in names)),
+            *(reach.of(op, "sizes:incompatible", "outcome:raises") if errors else ()))
+
+
+def sizes_by_octave(arg, max_numel=127):
+    """Across a property's parameters (whichever op): operand `arg` in every size octave up to
+    [64, 128) (128 itself, the whole budget, is a rare shape: `reach` counts it, nothing claims it)."""
+    return reach.octaves(f"*.{arg}.numel", max_numel)
+
+
 def _expected_shape(*shapes):
     try:
         return rules.broadcast_shapes(*shapes), None
-    except rules.BroadcastError as e:
+    except (rules.BroadcastError, ValueError) as e:  # ValueError: a negative size
         return None, e
 
 
@@ -82,10 +108,18 @@ def _elementwise(name, dtype, x, y):
 # --------------------------------------------------------------------------- shapes
 
 
+_WITH_NEGATIVE_SIZES = st.one_of(shape_tuples(1, 4), shape_tuples(1, 4), shape_tuples(1, 4),
+                                 st.integers(1, 4).flatmap(negative_size_shapes))
+
+
 @pytest.mark.ops("broadcast_shapes")
-@given(shapes=shape_tuples(1, 4), as_int=st.booleans())
+@pytest.mark.reach(*reach.of("broadcast_shapes", *(f"operands:{n}" for n in range(1, 5)), "arg:int", "shape:0-d",
+                             "size:0", "size:negative", "rank:equal", "rank:mixed", "stretch:1-vs-n",
+                             "stretch:1-vs-0", "sizes:incompatible", "outcome:raises", "outcome:returns"))
+@given(shapes=_WITH_NEGATIVE_SIZES, as_int=st.booleans())
 def test_broadcast_shapes_agrees_with_the_rules(shapes, as_int):
-    """torch.broadcast_shapes returns the oracle's shape, and raises exactly when the rules forbid."""
+    """torch.broadcast_shapes returns the oracle's shape, and raises exactly when the rules forbid
+    (incompatible sizes, a negative size)."""
     ops = backends.for_device("cpu")
     args = [s[0] if as_int and len(s) == 1 else s for s in shapes]
     case = Case("broadcast_shapes right-aligns; sizes equal or 1; 1 stretches (1 vs 0 gives 0)", "cpu")
@@ -100,16 +134,22 @@ def test_broadcast_shapes_agrees_with_the_rules(shapes, as_int):
 # --------------------------------------------------------------------------- broadcast_tensors
 
 
+def anything(dtype):
+    """Every value a `dtype` tensor can hold: finite, edges, nan and +-inf."""
+    return elements(dtype, allow_nan=True, allow_infinity=True, edges=True)
+
+
 @cached
 @st.composite
 def operand_specs(draw, shapes, dtype=None, kinds=None):
     dtype = dtype or draw(dtypes())
     kw = {} if kinds is None else {"kinds": kinds}
-    return [draw(tensors(s, dtype, elements=elements(dtype, allow_nan=True, allow_infinity=True), **kw))
-            for s in shapes]
+    return [draw(tensors(s, dtype, elements=anything(dtype), **kw)) for s in shapes]
 
 
 @pytest.mark.ops("broadcast_tensors")
+@pytest.mark.reach(*operand("broadcast_tensors.x0"), *operand("broadcast_tensors.x1"),
+                   *operands_meet("broadcast_tensors", "x0", "x1"), "broadcast_tensors.x3.ndim:0")
 @given(data=st.data())
 def test_broadcast_tensors_agrees_with_the_rules(device, data):
     """broadcast_tensors gives every operand the broadcast shape, with each element taken
@@ -137,6 +177,7 @@ _OPERAND_COUNTS = st.integers(2, 4)
 
 
 @pytest.mark.ops("broadcast_tensors")
+@pytest.mark.reach(*operand("broadcast_tensors.x0"), *operands_meet("broadcast_tensors", "x0", "x1", errors=False))
 @given(data=st.data())
 def test_broadcast_tensors_stretches_by_views(device, data):
     """Stretched dimensions are views: stride 0 and the same storage as the input, never a copy."""
@@ -183,6 +224,8 @@ def _valid_expand_sizes(shape):
 
 
 @pytest.mark.ops("expand")
+@pytest.mark.reach(*operand("expand.x"), *reach.of("expand", "sizes:minus-one", "sizes:new-dims", "sizes:too-few",
+                                                   "outcome:raises", "outcome:returns"))
 @given(data=st.data())
 def test_expand_agrees_with_the_one_way_rule(device, data):
     """x.expand(*sizes) succeeds exactly when x's shape broadcasts one-way to the resolved sizes
@@ -190,7 +233,8 @@ def test_expand_agrees_with_the_one_way_rule(device, data):
     ops = backends.for_device(device)
     shape = data.draw(_EXPAND_SHAPES, label="shape")
     sizes = data.draw(_valid_expand_sizes(shape), label="sizes")
-    spec = data.draw(tensors(shape, data.draw(dtypes())), label="x")
+    dtype = data.draw(dtypes())
+    spec = data.draw(tensors(shape, dtype, elements=anything(dtype)), label="x")
     case = Case("expand stretches size-1 dims only; -1 keeps a size; new dims go in front", device)
     case.tensor("x", spec).run(f"y = x.expand({tuple(sizes)!r})", "print(y.shape)")
     try:
@@ -237,6 +281,8 @@ _TO_PAIRS = st.one_of(one_way_pairs(), one_way_pairs().map(lambda p: p[::-1]), i
 
 
 @pytest.mark.ops("broadcast_to")
+@pytest.mark.reach(*operand("broadcast_to.x"), *reach.of("broadcast_to", "shape:new-dims", "shape:same-rank",
+                                                         "shape:fewer-dims", "outcome:raises", "outcome:returns"))
 @given(data=st.data())
 def test_broadcast_to_agrees_with_the_one_way_rule(device, data):
     """torch.broadcast_to(x, shape) succeeds exactly when x broadcasts one-way to shape,
@@ -244,7 +290,8 @@ def test_broadcast_to_agrees_with_the_one_way_rule(device, data):
     ops = backends.for_device(device)
     pair = data.draw(_TO_PAIRS, label="(shape, target)")
     shape, target = pair
-    spec = data.draw(tensors(shape, data.draw(dtypes())), label="x")
+    dtype = data.draw(dtypes())
+    spec = data.draw(tensors(shape, dtype, elements=anything(dtype)), label="x")
     case = Case("broadcast_to applies the one-way rule: x's shape stretches to the target, "
                 "the target never changes", device)
     case.tensor("x", spec).run(f"y = torch.broadcast_to(x, {target!r})")
@@ -272,8 +319,20 @@ def _binary_case(ops, data, name, kinds=None):
     return getattr(ops, name), code, shapes, dtype, a, b
 
 
+def _binary(claims):
+    """The binary ops as parameters, each claiming `claims(op, dtypes)`, and their property
+    every operand size octave."""
+    return [pytest.param(n, marks=pytest.mark.reach(
+        *claims(n, BINARY[n][2]), property=(*sizes_by_octave("a"), *sizes_by_octave("b"))))
+        for n in sorted(BINARY)]
+
+
+def _binary_claims(op, dtypes):
+    return (*operand(f"{op}.a", dtypes), *operand(f"{op}.b", dtypes), *operands_meet(op, "a", "b"))
+
+
 @pytest.mark.ops(param="name")
-@pytest.mark.parametrize("name", sorted(BINARY))
+@pytest.mark.parametrize("name", _binary(_binary_claims))
 @given(data=st.data())
 def test_binary_ops_broadcast_by_the_rules(device, name, data):
     """Elementwise binary ops give the broadcast shape, compute each element from the mapped
@@ -294,6 +353,9 @@ def test_binary_ops_broadcast_by_the_rules(device, name, data):
 
 
 @pytest.mark.ops("where")
+@pytest.mark.reach(*operand("where.cond", ("bool",), max_numel=16), *operand("where.a", max_numel=16),
+                   *operand("where.b", max_numel=16), *reach.of("where.cond", "mask:all", "mask:none", "mask:mixed"),
+                   *operands_meet("where", "cond", "a", "b"))  # three operands share the budget: each is small
 @given(data=st.data())
 def test_where_broadcasts_all_three_operands(device, data):
     """torch.where(cond, a, b) broadcasts cond, a and b together and picks a where cond is True."""
@@ -323,8 +385,14 @@ INPLACE = {
 }
 
 
+def _inplace_claims(op):
+    return (*operand(f"{op}.self", ARITH, kinds=WRITABLE), *operand(f"{op}.other", ARITH),
+            *operands_meet(op, "self", "other"))
+
+
 @pytest.mark.ops(param="name", rename={name: op for name, (op, _, _) in INPLACE.items()})
-@pytest.mark.parametrize("name", sorted(INPLACE))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.reach(*_inplace_claims(INPLACE[n][0])))
+                                  for n in sorted(INPLACE)])
 @given(data=st.data())
 def test_inplace_ops_never_broadcast_self(device, name, data):
     """An in-place op succeeds exactly when broadcast(self, other) == self.shape; it returns
@@ -333,8 +401,8 @@ def test_inplace_ops_never_broadcast_self(device, name, data):
     op, code, fn = INPLACE[name]
     self_shape, other_shape = data.draw(inplace_shape_pairs(), label="(self, other) shapes")
     dtype = data.draw(dtypes(ARITH), label="dtype")
-    x = data.draw(tensors(self_shape, dtype, kinds=WRITABLE), label="self")
-    other = data.draw(tensors(other_shape, dtype), label="other")
+    x = data.draw(tensors(self_shape, dtype, kinds=WRITABLE, elements=anything(dtype)), label="self")
+    other = data.draw(tensors(other_shape, dtype, elements=anything(dtype)), label="other")
     case = Case("in-place ops never broadcast self: the broadcast shape must equal self's shape",
                 device)
     case.tensor("x", x).tensor("other", other).run(code, "print(x)")
@@ -357,7 +425,7 @@ def test_inplace_ops_never_broadcast_self(device, name, data):
 
 
 @pytest.mark.ops(param="name")
-@pytest.mark.parametrize("name", sorted(BINARY))
+@pytest.mark.parametrize("name", _binary(lambda op, dtypes: (*reach.layouts(f"{op}.a"), *reach.layouts(f"{op}.b"))))
 @given(data=st.data())
 def test_layout_does_not_change_results(device, name, data):
     """An op on inputs in any memory layout (permuted, strided, offset, expanded) gives

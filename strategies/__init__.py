@@ -13,6 +13,7 @@ from strategies.shapes import (  # noqa: F401
     incompatible_shapes,
     inplace_shape_pairs,
     misalignable_pairs,
+    negative_size_shapes,
     one_way_pairs,
 )
 from strategies.layouts import layouts, tensors  # noqa: F401

@@ -36,8 +36,11 @@ def draw_layout(draw, shape, kinds=KINDS):
     # one integer choice per part (see strategies._coding); each shrinks to the plain layout
     chosen = {k for k, on in zip(kinds, bits(draw(subsets(len(kinds), min_size=1)), len(kinds))) if on}
     perm = list(range(ndim))
-    if "permuted" in chosen and ndim > 1:
-        perm = permutation(draw(permutation_indices(ndim, identity=False)), ndim)  # a real permutation
+    moving = [d for d in range(ndim) if shape[d] > 1]  # permuting a size-1 dim changes nothing
+    if "permuted" in chosen and len(moving) > 1:
+        order = permutation(draw(permutation_indices(len(moving), identity=False)), len(moving))
+        for d, k in zip(moving, order):
+            perm[d] = moving[k]
     steps = [1] * ndim
     if "strided" in chosen:
         steps = [1 + d for d in digits(draw(digit_strings(3, ndim)), 3, ndim)]
@@ -101,18 +104,21 @@ def draw_elements(draw, elements, n):
     if split is None:
         values = [draw_value(draw, elements) for _ in range(k)]
     else:
-        finite, branches = split
-        # each value's branch (finite, nan, +-inf) is one base-2B digit of a single draw (B
-        # branches in all; the digit's parity picks the sign of an infinity), so only the finite
-        # values cost a draw of their own.  The kinds come out close to what drawing element by
+        finite, branches, edges = split
+        # each value's branch (finite, nan, +-inf, edge) is one base-2B digit of a single draw
+        # (B branches in all; the digit's parity picks the sign of an infinity), so only the
+        # finite and edge values cost a draw of their own.  The kinds come out close to what drawing element by
         # element gives, finite somewhat more often (measured at 6 values: 48 % against 37 %;
         # Hypothesis favours the draw 0, all finite); shrinks to all finite.  Hypothesis draws
         # small integers more often than large ones, which would leave the high digits at 0
         # (finite); multiplying by a unit modulo base**k spreads them and still maps 0 (what a
         # shrink aims for) to 0.
-        base = 2 * (1 + len(branches))
+        slots = 1 + len(branches) + (edges is not None)
+        base = 2 * slots
         kinds = digits(draw(digit_strings(base, k)) * _SPREAD % base**k, base, k)
-        values = [draw_value(draw, finite) if d < 2 else branches[d // 2 - 1][d % len(branches[d // 2 - 1])]
+        values = [draw_value(draw, finite) if d < 2 else
+                  draw(edges) if d // 2 == slots - 1 and edges is not None else
+                  branches[d // 2 - 1][d % len(branches[d // 2 - 1])]
                   for d in kinds]
     if n <= POOLED_FROM:
         return values
@@ -122,14 +128,15 @@ def draw_elements(draw, elements, n):
 @cached
 @st.composite
 def tensors(draw, shape, dtype, *, elements=None, kinds=KINDS):
-    """A `TensorSpec` of `shape` and `dtype` in a layout drawn from `kinds`.
+    """A `TensorSpec` of `shape` and `dtype` in a layout drawn from `kinds`, its values from
+    `elements` (default: finite values of the dtype, edges included).
 
     Values along an expanded dimension are equal (they share memory); storage outside the
     view holds a canary value.
     """
     from strategies.values import elements as default_elements
 
-    elements = elements if elements is not None else default_elements(dtype)
+    elements = elements if elements is not None else default_elements(dtype, edges=True)
     shape = tuple(shape)
     strides, offset, expanded, words = draw_layout(draw, shape, kinds)
     reduced = tuple(1 if d in expanded and s > 1 else s for d, s in enumerate(shape))

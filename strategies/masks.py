@@ -130,7 +130,7 @@ def masked_fill_args(draw, *, one_way=None, dtype_names=None, self_kinds=KINDS, 
     else:
         self_shape, mask_shape = draw(broadcastable_shapes(2))
     x = draw(tensors(self_shape, dtype, kinds=self_kinds,
-                     elements=elements(dtype, allow_nan=True, allow_infinity=True)))
+                     elements=elements(dtype, allow_nan=True, allow_infinity=True, edges=True)))
     mask = draw(bool_masks(mask_shape))
     fill = draw(fills(dtype) if fills else fill_values(dtype))
     return x, mask, fill

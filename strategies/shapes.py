@@ -17,7 +17,7 @@ from strategies._coding import bits, subsets
 
 MAX_DIMS = 8
 MAX_SIDE = 8
-MAX_ELEMENTS = 64  # elementwise rules do not care about size: keep tensors small and fast
+MAX_ELEMENTS = 128  # a vectorised loop of 16-64 elements, a tail, and the tail of a second one
 
 
 def _check(min_dims, max_dims, min_side, max_side, max_elements):
@@ -59,6 +59,20 @@ def draw_shape(draw, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MAX_SID
     return tuple(shape)
 
 
+_LARGE = integers(0, 3)
+LARGE_MIN_SIDE = 3
+
+
+def draw_scaffold(draw, min_dims, max_dims, min_side, max_side, max_elements):
+    """The shape operands are cut from: a `draw_shape`, or (a quarter of the draws) one of
+    1-3 sides of at least 3, so that operands past 16 elements (a vector loop and its tail)
+    are common, not a rare product of many small sides."""
+    if draw(_LARGE) == 0 and max_dims >= 1 and min_dims <= 3 and min_side <= LARGE_MIN_SIDE <= max_side \
+            and LARGE_MIN_SIDE ** max(min_dims, 1) <= max_elements:
+        return draw_shape(draw, max(min_dims, 1), min(max_dims, 3), LARGE_MIN_SIDE, max_side, max_elements)
+    return draw_shape(draw, min_dims, max_dims, min_side, max_side, max_elements)
+
+
 @cached
 @st.composite
 def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, min_side=0,
@@ -70,7 +84,7 @@ def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, m
     """
     if num_shapes < 1:
         raise InvalidArgument(f"num_shapes={num_shapes} must be at least 1")
-    scaffold = draw_shape(draw, min_dims, max_dims, min_side, max_side, max_elements)
+    scaffold = draw_scaffold(draw, min_dims, max_dims, min_side, max_side, max_elements)
     shapes = []
     for _ in range(num_shapes):
         ndim = draw(integers(0, len(scaffold)))
@@ -84,7 +98,7 @@ def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, m
 @st.composite
 def one_way_pairs(draw, *, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
     """(shape, target) where shape broadcasts one-way to target (expand / in-place operand)."""
-    target = draw_shape(draw, min_dims, max_dims, 0, max_side, max_elements)
+    target = draw_scaffold(draw, min_dims, max_dims, 0, max_side, max_elements)
     ndim = draw(integers(0, len(target)))
     suffix = target[len(target) - ndim:]
     ones = bits(draw(subsets(ndim)), ndim)
@@ -118,6 +132,25 @@ def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_S
         s = list(shapes[k])
         s[-depth] = size
         shapes[k] = tuple(s)
+    return tuple(shapes)
+
+
+NEGATIVE_SIZES = (-1, -2, -7)
+
+
+@cached
+@st.composite
+def negative_size_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
+    """`num_shapes` shapes that would broadcast but for one size made negative (-1, which
+    expand reads as "keep", and others): shapes no rule accepts."""
+    if num_shapes < 1:
+        raise InvalidArgument(f"num_shapes={num_shapes} must be at least 1")
+    shapes = list(draw(broadcastable_shapes(num_shapes, min_dims=1, max_dims=max_dims, max_side=max_side,
+                                            max_elements=max_elements)))
+    i = draw(integers(0, num_shapes - 1))
+    s = list(shapes[i] or (1,))
+    s[draw(integers(0, len(s) - 1))] = draw(sampled_from(NEGATIVE_SIZES))
+    shapes[i] = tuple(s)
     return tuple(shapes)
 
 

@@ -45,15 +45,17 @@ def _supported(names):
 
 
 @cached
-def elements(dtype, *, allow_nan=False, allow_infinity=False, min_value=None, max_value=None):
-    """Python scalars representable in `dtype` (finite by default)."""
+def elements(dtype, *, allow_nan=False, allow_infinity=False, min_value=None, max_value=None, edges=False):
+    """Python scalars representable in `dtype` (finite by default).  With `edges`, a share of
+    them are the dtype's edge values within the bounds (see `edge_values`: extremes, the
+    smallest normal and subnormal, -0.0, values that need every significand bit)."""
     if dtype == "bool":
         return st.booleans()
     if dtype in rules.INT_DTYPES:
         lo, hi = rules.iinfo(dtype)
         lo = lo if min_value is None else max(lo, math.ceil(min_value))
         hi = hi if max_value is None else min(hi, math.floor(max_value))
-        return st.integers(lo, hi)
+        return _with_branches(st.integers(lo, hi), [], _edges_within(dtype, lo, hi) if edges else ())
     if dtype not in FLOATS:
         raise InvalidArgument(f"unknown dtype {dtype!r}")
     big = rules.finfo_max(dtype)
@@ -65,11 +67,37 @@ def elements(dtype, *, allow_nan=False, allow_infinity=False, min_value=None, ma
     if dtype != "float64" and lo <= 0 <= hi and rules.round_to(dtype, lo) == lo and rules.round_to(dtype, hi) == hi:
         _RAW[strat] = (st.floats(lo, hi, allow_nan=False, allow_infinity=False), _DOWNCAST[dtype])
     specials = ([(math.nan,)] if allow_nan else []) + ([(math.inf, -math.inf)] if allow_infinity else [])
-    if not specials:
+    return _with_branches(strat, specials, _edges_within(dtype, lo, hi) if edges else ())
+
+
+def _with_branches(strat, specials, edge_list):
+    """`strat`, or a one_of of it, the special values and the edge values (registered for
+    `split_specials`, which draws a list's branches in one choice)."""
+    if not specials and not edge_list:
         return strat
-    out = st.one_of(strat, *(st.sampled_from(v) for v in specials))
-    _SPLITS[out] = (strat, tuple(specials))
+    edge = sampled_from(tuple(edge_list)) if edge_list else None
+    out = st.one_of(strat, *(st.sampled_from(v) for v in specials), *([edge] if edge is not None else []))
+    _SPLITS[out] = (strat, tuple(specials), edge)
     return out
+
+
+# the smallest normal and subnormal magnitudes: 2**TINY[dtype][0] and 2**TINY[dtype][1]
+TINY = {"float16": (-14, -24), "bfloat16": (-126, -133), "float32": (-126, -149), "float64": (-1022, -1074)}
+
+
+def edge_values(dtype) -> list:
+    """A dtype's finite edges: the extremes, the smallest normal and subnormal magnitudes (floats),
+    0 and -0.0, and values that need every significand bit (see `_extremes`)."""
+    out = [v for v in _extremes(dtype) if not (isinstance(v, float) and not math.isfinite(v))]
+    if dtype in TINY:
+        normal, sub = (2.0 ** e for e in TINY[dtype])
+        out += [normal, -normal, sub, -sub]
+    return out
+
+
+@cached
+def _edges_within(dtype, lo, hi) -> tuple:
+    return tuple(v for v in edge_values(dtype) if lo <= v <= hi)
 
 
 # float16/float32/bfloat16 elements(), and `mapped` strategies -> (a strategy, a function):
@@ -107,9 +135,10 @@ _SPLITS: dict = {}
 
 
 def split_specials(elements):
-    """(finite, branches) for a strategy from `elements` with nan or +-inf allowed, else None.
-    Drawing from it picks one of 1 + len(branches) branches uniformly (the finite part, or a
-    tuple of special values, then one of those uniformly)."""
+    """(finite, branches, edges) for a strategy from `elements` with nan, +-inf or edge values,
+    else None.  Drawing from it picks one of its 1 + len(branches) (+ 1 with edges) branches
+    uniformly: the finite part, a tuple of special values (then one of those uniformly) or
+    the edge values' strategy."""
     return _SPLITS.get(elements)
 
 
