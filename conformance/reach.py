@@ -529,3 +529,34 @@ def ndims(arg: str, max_nd: int, min_nd: int = 0) -> tuple[str, ...]:
 def numels(arg: str, max_n: int, min_n: int = 0) -> tuple[str, ...]:
     return sizes(f"{arg}.numel", max_n, min_n)
 
+
+
+def operand(prefix: str, names: Iterable[str] = rules.DTYPES, kinds: Iterable[str] = LAYOUTS,
+            max_numel: int = 128) -> tuple[str, ...]:
+    """What an operand `prefix` (``add.a``) reaches: every layout in `kinds` and dtype in
+    `names`, the special values of those dtypes, a 0-d tensor, and sizes 0, 1, 2-16 and
+    17-`max_numel`."""
+    names = tuple(names)
+    return (*layouts(prefix, kinds), *dtypes(prefix, names), *specials(prefix, names),
+            f"{prefix}.ndim:0", *ranges(f"{prefix}.numel", max_numel, edges=(0, 1, 16)))
+
+
+def broadcasting(op: str, *names: str, errors: bool = True) -> tuple[str, ...]:
+    """What the operands of a broadcasting `op` reach together: equal and mixed ranks, each
+    of `names` the one of highest rank, a 1 stretched to n, and (when `errors`) incompatible
+    sizes that make the op raise.  (A 1 stretched to 0 is rarer: see `stretched_to_0`.)"""
+    return (*of(op, "rank:equal", "rank:mixed", "stretch:1-vs-n", "outcome:returns"),
+            *of(op, *(f"rank:{n}-highest" for n in names)),
+            *(of(op, "sizes:incompatible", "outcome:raises") if errors else ()))
+
+
+def mask(prefix: str, kinds: Iterable[str] = LAYOUTS) -> tuple[str, ...]:
+    """A bool mask `prefix` reaches every layout in `kinds`, all True, all False and mixed."""
+    return (*layouts(prefix, kinds), *of(prefix, "mask:all", "mask:none", "mask:mixed"))
+
+
+
+def stretched_to_0(op: str = "*") -> tuple[str, ...]:
+    """A 1 stretched against a 0 (the result is empty) by `op`: claimed across a property's
+    parameters (``op="*"``: by any of them) where one parameter's examples reach it too rarely."""
+    return (f"{op}.stretch:1-vs-0",)

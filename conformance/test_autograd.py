@@ -13,7 +13,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from conformance import backends, rules
+from conformance import backends, reach, rules
 from conformance.failures import Case, attempt
 from conformance.tensors import read
 from strategies import broadcastable_shapes, one_way_pairs
@@ -24,6 +24,20 @@ from strategies.values import dtypes, elements, mapped
 GRAD_DTYPES = ("float32", "float64")
 pytestmark = [pytest.mark.ops("masked_fill", "masked_fill_"), pytest.mark.torch_tensors]
 _SMALL_INTS = mapped(st.integers(-8, 8), float)  # gradients and values with exact sums
+
+
+def grads(op, *, one_way=False, kinds=WRITABLE, returns=True):
+    """What a gradient property's `op` call reaches: self of both float dtypes in each layout of
+    `kinds` (every one an in-place op may write through; a computed self, ``x * 1``, is dense:
+    contiguous or permuted), masks of every pattern, mixed ranks (the mask of higher rank too,
+    unless `one_way`), and results unless the op must always raise (not `returns`)."""
+    meet = [c for c in reach.broadcasting(op, *(("self",) if one_way else ("self", "mask")), errors=False)
+            if returns or not c.endswith("outcome:returns")]
+    return (*reach.layouts(f"{op}.self", kinds), *reach.dtypes(f"{op}.self", GRAD_DTYPES),
+            *reach.mask(f"{op}.mask", ()), *meet)
+
+
+DENSE = ("contiguous", "permuted")
 
 
 @st.composite
@@ -61,6 +75,7 @@ def _case(rule, device, x, mask, g, value, op="masked_fill"):
                     "print(x.grad, v.grad)")
 
 
+@pytest.mark.reach(*grads("masked_fill"))
 @given(args=grad_args())
 def test_masked_fill_grad_wrt_self_is_zero_where_masked(device, args):
     """The gradient of masked_fill w.r.t. self is grad_out where the mask is False and 0 where it
@@ -77,6 +92,7 @@ def test_masked_fill_grad_wrt_self_is_zero_where_masked(device, args):
     case.check_values(read(t.grad), want, x.shape, what="wrong gradient w.r.t. self")
 
 
+@pytest.mark.reach(*grads("masked_fill"), *reach.of("masked_fill", "value:0-d float32", "value:0-d float64"))
 @given(args=grad_args())
 def test_masked_fill_grad_wrt_value_is_sum_over_masked(device, args):
     """The gradient w.r.t. a 0-d value tensor is the sum of grad_out over the masked positions
@@ -94,6 +110,7 @@ def test_masked_fill_grad_wrt_value_is_sum_over_masked(device, args):
                   actual=None if v.grad is None else v.grad.item())
 
 
+@pytest.mark.reach(*grads("masked_fill_", one_way=True, returns=False), "masked_fill_.outcome:raises")
 @given(args=grad_args(one_way=True))
 def test_masked_fill_inplace_on_leaf_requiring_grad_raises(device, args):
     """masked_fill_ on a leaf that requires grad raises (autograd cannot rewrite a leaf's history)
@@ -111,6 +128,7 @@ def test_masked_fill_inplace_on_leaf_requiring_grad_raises(device, args):
         case.fail("the refused call changed the leaf")
 
 
+@pytest.mark.reach(*grads("masked_fill_", one_way=True, kinds=DENSE))
 @given(args=grad_args(one_way=True))
 def test_masked_fill_inplace_on_non_leaf_has_correct_grad(device, args):
     """masked_fill_ on a non-leaf (x * 1) works and gives the same gradients as masked_fill:
@@ -133,6 +151,7 @@ def test_masked_fill_inplace_on_non_leaf_has_correct_grad(device, args):
                   actual=None if v.grad is None else v.grad.item())
 
 
+@pytest.mark.reach(*grads("masked_fill_", one_way=True, kinds=DENSE))
 @given(args=grad_args(one_way=True))
 def test_inplace_fill_of_saved_tensor_makes_backward_raise(device, args):
     """Filling in place a tensor that autograd saved for backward (y in y * y) makes backward

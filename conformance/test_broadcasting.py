@@ -53,21 +53,7 @@ def shape_tuples(min_n=2, max_n=4):
 
 # --------------------------------------------------------------------------- reach claims
 
-
-def operand(prefix, dtypes=rules.DTYPES, kinds=reach.LAYOUTS, max_numel=128):
-    """What an operand `prefix` (``add.a``) reaches: every layout in `kinds` and dtype, the
-    special values of those dtypes, a 0-d tensor, and sizes 0, 1, 2-16 and 17-`max_numel`."""
-    return (*reach.layouts(prefix, kinds), *reach.dtypes(prefix, dtypes), *reach.specials(prefix, dtypes),
-            f"{prefix}.ndim:0", *reach.ranges(f"{prefix}.numel", max_numel, edges=(0, 1, 16)))
-
-
-def operands_meet(op, *names, errors=True):
-    """What the operands of a broadcasting `op` reach together: equal and mixed ranks, each
-    of `names` the one of highest rank, a 1 stretched to n and to 0, and (when `errors`)
-    incompatible sizes that make the op raise."""
-    return (*reach.of(op, "rank:equal", "rank:mixed", "stretch:1-vs-n", "stretch:1-vs-0", "outcome:returns"),
-            *reach.of(op, *(f"rank:{n}-highest" for n in names)),
-            *(reach.of(op, "sizes:incompatible", "outcome:raises") if errors else ()))
+operand, operands_meet = reach.operand, reach.broadcasting
 
 
 def sizes_by_octave(arg, max_numel=127):
@@ -149,7 +135,7 @@ def operand_specs(draw, shapes, dtype=None, kinds=None):
 
 @pytest.mark.ops("broadcast_tensors")
 @pytest.mark.reach(*operand("broadcast_tensors.x0"), *operand("broadcast_tensors.x1"),
-                   *operands_meet("broadcast_tensors", "x0", "x1"), "broadcast_tensors.x3.ndim:0")
+                   *operands_meet("broadcast_tensors", "x0", "x1"), "broadcast_tensors.x3.ndim:0", *reach.stretched_to_0("broadcast_tensors"))
 @given(data=st.data())
 def test_broadcast_tensors_agrees_with_the_rules(device, data):
     """broadcast_tensors gives every operand the broadcast shape, with each element taken
@@ -177,7 +163,7 @@ _OPERAND_COUNTS = st.integers(2, 4)
 
 
 @pytest.mark.ops("broadcast_tensors")
-@pytest.mark.reach(*operand("broadcast_tensors.x0"), *operands_meet("broadcast_tensors", "x0", "x1", errors=False))
+@pytest.mark.reach(*operand("broadcast_tensors.x0"), *operands_meet("broadcast_tensors", "x0", "x1", errors=False), *reach.stretched_to_0("broadcast_tensors"))
 @given(data=st.data())
 def test_broadcast_tensors_stretches_by_views(device, data):
     """Stretched dimensions are views: stride 0 and the same storage as the input, never a copy."""
@@ -323,7 +309,7 @@ def _binary(claims):
     """The binary ops as parameters, each claiming `claims(op, dtypes)`, and their property
     every operand size octave."""
     return [pytest.param(n, marks=pytest.mark.reach(
-        *claims(n, BINARY[n][2]), property=(*sizes_by_octave("a"), *sizes_by_octave("b"))))
+        *claims(n, BINARY[n][2]), property=(*sizes_by_octave("a"), *sizes_by_octave("b"), *reach.stretched_to_0())))
         for n in sorted(BINARY)]
 
 
@@ -391,7 +377,8 @@ def _inplace_claims(op):
 
 
 @pytest.mark.ops(param="name", rename={name: op for name, (op, _, _) in INPLACE.items()})
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.reach(*_inplace_claims(INPLACE[n][0])))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.reach(*_inplace_claims(INPLACE[n][0]),
+                                                                           property=reach.stretched_to_0()))
                                   for n in sorted(INPLACE)])
 @given(data=st.data())
 def test_inplace_ops_never_broadcast_self(device, name, data):

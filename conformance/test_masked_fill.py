@@ -12,7 +12,7 @@ import warnings
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import backends, rules
+from conformance import backends, reach, rules
 from conformance.failures import Case, attempt, show
 from conformance.tensors import TensorSpec, layout_of, read
 from strategies import inplace_shape_pairs, masked_fill_args
@@ -54,9 +54,29 @@ def check_untouched(case, spec, t, base, version, what):
         case.fail(f"{what} advanced self's version counter", expected=version, actual=t._version)
 
 
+# --------------------------------------------------------------------------- reach claims
+
+VALUE_KINDS = ("value:python float", "value:python int", "value:python bool",
+               *(f"value:0-d {d}" for d in rules.DTYPES))
+
+
+def fills(op, *, kinds=reach.LAYOUTS, errors=False, values=VALUE_KINDS, one_way=None, mask_kinds=()):
+    """What `op`'s arguments reach: self of every dtype (special values too) in each layout of
+    `kinds`, masks of every pattern in each layout of `mask_kinds` (the properties about values
+    claim them all), every kind of fill value in `values`, self
+    and mask of mixed ranks (the mask of higher rank too, unless `one_way`: default for the
+    in-place op) and, when `errors`, shapes that do not broadcast."""
+    one_way = op == "masked_fill_" if one_way is None else one_way
+    names = ("self",) if one_way else ("self", "mask")
+    return (*reach.operand(f"{op}.self", kinds=kinds), *reach.mask(f"{op}.mask", mask_kinds), *reach.of(op, *values),
+            *reach.broadcasting(op, *names, errors=errors))
+
+
 # --------------------------------------------------------------------------- out of place
 
 
+@pytest.mark.reach(*fills("masked_fill", mask_kinds=reach.LAYOUTS), "masked_fill.outcome:raises",
+                   *reach.stretched_to_0("masked_fill"))
 @given(args=masked_fill_args())
 def test_masked_fill_matches_oracle(device, args):
     """x.masked_fill(mask, v) has shape broadcast(x, mask), holds v (cast to x's dtype) where
@@ -77,6 +97,7 @@ def test_masked_fill_matches_oracle(device, args):
     case.check_values(read(out), want, shape)
 
 
+@pytest.mark.reach(*fills("masked_fill"))
 @given(args=masked_fill_args())
 def test_masked_fill_leaves_input_untouched(device, args):
     """The out-of-place masked_fill leaves self bit-identical: values, shape, strides, offset,
@@ -91,6 +112,7 @@ def test_masked_fill_leaves_input_untouched(device, args):
     check_untouched(case, x, t, base, version, "masked_fill")
 
 
+@pytest.mark.reach(*fills("masked_fill", values=VALUE_KINDS[:3]))
 @given(args=masked_fill_args(fills=lambda dt: elements(dt).map(FillValue)))
 def test_masked_fill_result_does_not_share_storage(device, args):
     """The out-of-place result owns new memory: it never aliases self, even when nothing is masked."""
@@ -109,6 +131,7 @@ def test_masked_fill_result_does_not_share_storage(device, args):
 # --------------------------------------------------------------------------- in place
 
 
+@pytest.mark.reach(*fills("masked_fill_", kinds=WRITABLE, values=VALUE_KINDS[:3]))
 @given(args=masked_fill_args(one_way=True, self_kinds=WRITABLE,
                              fills=lambda dt: elements(dt, allow_nan=True, allow_infinity=True)
                              .map(FillValue)))
@@ -129,6 +152,7 @@ def test_masked_fill_inplace_returns_self(device, args):
                   expected=before, actual=layout_of(t))
 
 
+@pytest.mark.reach(*fills("masked_fill_", kinds=WRITABLE, mask_kinds=reach.LAYOUTS), "masked_fill_.outcome:raises")
 @given(args=masked_fill_args(one_way=True, self_kinds=WRITABLE))
 def test_masked_fill_inplace_matches_oracle(device, args):
     """After x.masked_fill_(mask, v), x holds v (cast to its dtype) where the mask broadcast to
@@ -145,6 +169,7 @@ def test_masked_fill_inplace_matches_oracle(device, args):
     case.check_values(read(t), want, x.shape)
 
 
+@pytest.mark.reach(*fills("masked_fill_", kinds=WRITABLE, values=VALUE_KINDS[:3]))
 @given(args=masked_fill_args(one_way=True, self_kinds=WRITABLE,
                              fills=lambda dt: elements(dt).map(FillValue)))
 def test_masked_fill_inplace_advances_version_counter(device, args):
@@ -161,6 +186,7 @@ def test_masked_fill_inplace_advances_version_counter(device, args):
         case.fail("the version counter did not advance", expected=f"> {before}", actual=t._version)
 
 
+@pytest.mark.reach(*fills("masked_fill_", kinds=WRITABLE, errors=True, values=VALUE_KINDS[:3], one_way=False))
 @given(data=st.data())
 def test_masked_fill_inplace_requires_one_way_broadcast(device, data):
     """masked_fill_ accepts a mask only if it broadcasts one-way to self's shape; otherwise it
@@ -168,7 +194,8 @@ def test_masked_fill_inplace_requires_one_way_broadcast(device, data):
     ops = backends.for_device(device)
     self_shape, mask_shape = data.draw(inplace_shape_pairs(), label="(self, mask) shapes")
     dtype = data.draw(dtypes(), label="dtype")
-    x = data.draw(tensors(self_shape, dtype, kinds=WRITABLE), label="x")
+    x = data.draw(tensors(self_shape, dtype, kinds=WRITABLE,
+                          elements=elements(dtype, allow_nan=True, allow_infinity=True, edges=True)), label="x")
     mask = data.draw(bool_masks(mask_shape), label="mask")
     fill = FillValue(data.draw(elements(dtype), label="value"))
     case = describe("masked_fill_ never broadcasts self: the mask must broadcast one-way to self",
@@ -183,6 +210,7 @@ def test_masked_fill_inplace_requires_one_way_broadcast(device, data):
     case.check_values(read(t), want, x.shape)
 
 
+@pytest.mark.reach(*reach.layouts("masked_fill_.self", ("strided", "offset", "permuted")))
 @given(args=masked_fill_args(one_way=True, self_kinds=("strided", "offset", "permuted"),
                              fills=lambda dt: elements(dt, allow_nan=True, allow_infinity=True)
                              .map(FillValue)))
@@ -205,6 +233,7 @@ def test_masked_fill_inplace_through_view_reaches_base(device, args):
     case.check_values(read(base), want, (len(want),), what="the base storage is wrong after the write")
 
 
+@pytest.mark.reach(*fills("masked_fill", one_way=True, mask_kinds=reach.LAYOUTS), *fills("masked_fill_"))
 @given(args=masked_fill_args(one_way=True))
 def test_masked_fill_inplace_and_out_of_place_agree(device, args):
     """For a mask that broadcasts one-way to self, x.clone().masked_fill_(m, v) and
@@ -232,6 +261,7 @@ def _value_dtypes(dtype):
     return st.just(dtype) | dtypes()
 
 
+@pytest.mark.reach(*reach.of("masked_fill_", *VALUE_KINDS[3:]), *reach.operand("masked_fill_.self", kinds=WRITABLE))
 @given(data=st.data())
 def test_masked_fill_tensor_value_equals_python_scalar(device, data):
     """A 0-d tensor value gives the same result as the Python scalar it holds, and raises where

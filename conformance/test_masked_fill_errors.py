@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import backends, rules
+from conformance import backends, reach, rules
 from conformance.failures import Case, attempt
 from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, dtypes, non_bool_masks, tensors
@@ -15,9 +15,29 @@ from strategies.values import fill_values
 
 OPS = ("masked_fill", "masked_fill_")
 pytestmark = [pytest.mark.ops(param="op"), pytest.mark.torch_tensors]
+NON_BOOL = ("uint8", "int32", "int64", "float32", "float16")
 
 
-@pytest.mark.parametrize("op", OPS)
+def each_op(claims):
+    """The two ops as parameters, each claiming `claims(op)` (see `conformance.reach`)."""
+    return [pytest.param(op, marks=pytest.mark.reach(*claims(op))) for op in OPS]
+
+
+def _non_bool(op):
+    return (*reach.dtypes(f"{op}.mask", NON_BOOL), *reach.dtypes(f"{op}.self", rules.DTYPES), f"{op}.outcome:raises")
+
+
+def _value_with_dims(op):
+    return (f"{op}.value:with dims", *reach.dtypes(f"{op}.self", rules.DTYPES), f"{op}.outcome:raises")
+
+
+def _cast_rules(op):
+    return (*reach.of(op, "value:python float", "value:python int", "value:python bool",
+                      *(f"value:0-d {d}" for d in rules.DTYPES), "outcome:raises", "outcome:returns"),
+            *reach.dtypes(f"{op}.self", rules.DTYPES))
+
+
+@pytest.mark.parametrize("op", each_op(_non_bool))
 @given(data=st.data())
 def test_masked_fill_rejects_non_bool_masks(device, op, data):
     """A mask of any dtype but bool (uint8 legacy masks included) raises, and self is unchanged."""
@@ -36,7 +56,7 @@ def test_masked_fill_rejects_non_bool_masks(device, op, data):
         case.fail("a refused call changed self")
 
 
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op", each_op(_value_with_dims))
 @given(data=st.data())
 def test_masked_fill_rejects_value_tensors_with_dims(device, op, data):
     """The value must be a Python scalar or a 0-d tensor; a tensor with dim > 0 raises,
@@ -57,7 +77,7 @@ def test_masked_fill_rejects_value_tensors_with_dims(device, op, data):
                   actual="no error")
 
 
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op", each_op(_cast_rules))
 @given(data=st.data())
 def test_masked_fill_value_conversion_follows_cast_rules(device, op, data):
     """The value is converted to self's dtype as c10 converts scalars: bool takes truthiness,

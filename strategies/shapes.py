@@ -47,16 +47,25 @@ def array_shapes(draw, *, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MA
 def draw_shape(draw, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MAX_SIDE,
                max_elements=MAX_ELEMENTS):
     """What `array_shapes` draws, drawn with `draw` inside the caller's composite (no span of
-    its own; see `strategies.layouts.draw_elements`)."""
+    its own; see `strategies.layouts.draw_elements`).  Where min_side is 0, one shape in four
+    has a side of 0."""
     _check(min_dims, max_dims, min_side, max_side, max_elements)
     ndim = draw(integers(min_dims, max_dims))
+    # sides of 0 are drawn apart: as one side among 0..max_side, a third of all shapes came out
+    # empty, and an empty tensor reaches no value, dtype edge or layout class
+    lo = 1 if min_side == 0 and max_side >= 1 else min_side
     shape = []
     for i in range(ndim):
         left = max_elements // _budget(shape)
-        reserve = max(min_side, 1) ** (ndim - i - 1)
-        hi = max(min(max_side, left // reserve), min(min_side, 1))
-        shape.append(draw(integers(min_side, max(hi, min_side))))
+        reserve = max(lo, 1) ** (ndim - i - 1)
+        hi = max(min(max_side, left // reserve), min(lo, 1))
+        shape.append(draw(integers(lo, max(hi, lo))))
+    if lo != min_side and ndim and draw(_EMPTY) == 0:
+        shape[draw(integers(0, ndim - 1))] = 0
     return tuple(shape)
+
+
+_EMPTY = integers(0, 3)  # one shape in four that may have a side of 0 has one
 
 
 _LARGE = integers(0, 3)

@@ -86,12 +86,16 @@ TINY = {"float16": (-14, -24), "bfloat16": (-126, -133), "float32": (-126, -149)
 
 
 def edge_values(dtype) -> list:
-    """A dtype's finite edges: the extremes, the smallest normal and subnormal magnitudes (floats),
-    0 and -0.0, and values that need every significand bit (see `_extremes`)."""
+    """A dtype's finite edges: the extremes, 0 and -0.0 (twice as often), values that need every
+    significand bit (see `_extremes`); for floats the smallest normal magnitude and three
+    subnormal ones (the smallest, the largest, one between); for ints the extremes again."""
     out = [v for v in _extremes(dtype) if not (isinstance(v, float) and not math.isfinite(v))]
     if dtype in TINY:
         normal, sub = (2.0 ** e for e in TINY[dtype])
-        out += [normal, -normal, sub, -sub]
+        # the smallest and largest subnormals, one between, the smallest normal; -0.0 again
+        out += [v for m in (normal, sub, normal - sub, normal / 2) for v in (m, -m)] + [-0.0]
+    elif dtype in rules.INT_DTYPES:
+        out += list(rules.iinfo(dtype))  # the extremes twice as often: where wrapping starts
     return out
 
 
