@@ -342,14 +342,14 @@ def _sdpa_classes(args, kwargs) -> set[str]:
 
 
 def _mask_form(mask, q, S) -> str:
-    """[B,H,L,S] with 1 where the mask broadcasts a dim of the attention (B, H, L, S)."""
+    """(B,H,L,S) with 1 where the mask broadcasts a dim of the attention (B, H, L, S)."""
     full = (*tuple(q.shape[:-1]), S)
     names = ("B", "H", "L", "S")[-len(full):] if len(full) <= 4 else ("N",) * (len(full) - 4) + ("B", "H", "L", "S")
     parts = []
     for k in range(1, mask.dim() + 1):
         size, target = mask.shape[-k], full[-k] if k <= len(full) else None
         parts.append("1" if size == 1 and target != 1 else names[-k] if k <= len(names) else str(size))
-    return "[" + ",".join(reversed(parts)) + "]"
+    return "(" + ",".join(reversed(parts)) + ")"  # not [...]: a claim with [ is a glob
 
 
 def _expand_classes(args, kwargs) -> set[str]:

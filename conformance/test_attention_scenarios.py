@@ -3,7 +3,8 @@
 Masks are built the way tutorial code builds them (``torch.ones(B, T) > 0`` then
 ``unsqueeze``; ``torch.tril(torch.ones(T, T)).expand(B, 1, T, T)``); the expected keep
 pattern is computed in pure Python: a padding mask keeps key j of sequence b iff
-j < length[b]; a causal mask keeps key j for query i iff j <= i (diagonal included).
+j < length[b]; a causal mask keeps key j for query i iff j <= i (diagonal included).  A
+per-head mask is a random [B,H,T,T] keep-mask (a different one for every head and sequence).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.fx.experimental.symbolic_shapes  # noqa: F401  (see below)
 from hypothesis import given, strategies as st
 
-from conformance import backends, rules, tolerances
+from conformance import backends, reach, rules, tolerances
 from conformance.failures import Case, close_with
 from conformance.tensors import TORCH_DTYPES, TensorSpec, read
 from strategies import attention_masks, dtypes, elements
@@ -35,15 +36,26 @@ _MHA_HEADS = st.sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)])
 # properties import it too (a serial run without this one does), so the import moves, not adds.
 
 
-def keeps(kind, b, i, j, lengths):
-    """The oracle's keep rule for query i, key j of sequence b."""
-    pad = j < lengths[b]
-    causal = j <= i
-    return {"padding": pad, "causal": causal, "both": pad and causal}[kind]
+def keep_table(kind, b, h, t, lengths, seed):
+    """The oracle's keep rule, as keep[b][h][i][j] for query i and key j: padding keeps key j of
+    sequence b iff j < lengths[b]; causal iff j <= i; per-head the drawn mask (the same NumPy
+    expression the reproduction shows)."""
+    if kind == "per-head":
+        import numpy as np
+
+        return (np.random.default_rng(seed).random((b, h, t, t)) < PER_HEAD_DENSITY).tolist()
+    return [[[[(j < lengths[bi] if kind != "causal" else True) and (j <= i if kind != "padding" else True)
+               for j in range(t)] for i in range(t)]] * h for bi in range(b)]
 
 
-def build_mask(ops, kind, b, t, lengths, device):
-    """The keep-mask as the tutorials build it: padding [B,1,1,T], causal [B,1,T,T]."""
+PER_HEAD_DENSITY = 0.5
+
+
+def build_mask(ops, kind, b, h, t, lengths, seed, device):
+    """The keep-mask as the tutorials build it: padding [B,1,1,T], causal [B,1,T,T]; a per-head
+    mask is [B,H,T,T]."""
+    if kind == "per-head":
+        return torch.tensor(keep_table(kind, b, h, t, lengths, seed), device=device)
     pad = torch.ones(b, t, device=device) > 0
     for s, n in enumerate(lengths):
         pad[s][n:] = False
@@ -56,78 +68,97 @@ MASK_CODE = {
     "padding": ["keep = torch.ones(B, T) > 0", "for s, n in enumerate(lengths): keep[s][n:] = False",
                 "keep = keep.unsqueeze(1).unsqueeze(2)  # [B, 1, 1, T]"],
     "causal": ["keep = torch.tril(torch.ones(T, T)).expand(B, 1, T, T) == 1"],
+    "per-head": ["import numpy as np",
+                 f"keep = torch.from_numpy(np.random.default_rng(seed).random((B, H, T, T)) < {PER_HEAD_DENSITY})"],
 }
 MASK_CODE["both"] = [*MASK_CODE["padding"], "keep = keep & (torch.tril(torch.ones(T, T)) == 1)"]
+SCENARIO_KINDS = ("padding", "causal", "both", "per-head")
 
 
 @st.composite
 def scenarios(draw):
-    b, h, t, lengths, kind = draw(attention_masks())
+    b, h, t, lengths, kind, seed = draw(attention_masks(kinds=SCENARIO_KINDS))
     dtype = draw(dtypes(DTYPES))
     n = b * h * t * t
     scores = draw(element_lists(elements(dtype, min_value=-20, max_value=20), n))
-    return b, h, t, lengths, kind, TensorSpec.contiguous((b, h, t, t), dtype, scores)
+    return b, h, t, lengths, kind, seed, TensorSpec.contiguous((b, h, t, t), dtype, scores)
 
 
-def expected_weights(kind, b, h, t, lengths, scores):
+def expected_weights(keep, b, h, t, scores):
     out = []
     for bi in range(b):
-        for _ in range(h):
+        for hi in range(h):
             for i in range(t):
                 start = len(out)
                 row = scores.values[start:start + t]
-                out.extend(rules.softmax(row, [keeps(kind, bi, i, j, lengths) for j in range(t)])
-                           or [math.nan] * t)
+                out.extend(rules.softmax(row, keep[bi][hi][i]) or [math.nan] * t)
     return out
 
 
-def scenario_case(rule, device, b, h, t, lengths, kind, scores):
+def scenario_case(rule, device, b, h, t, lengths, kind, seed, scores):
     case = Case(rule, device).tensor("scores", scores)
-    case.inputs.append(f"mask: {kind}, B={b}, H={h}, T={t}, lengths={list(lengths)}")
-    return case.run(f"B, H, T, lengths = {b}, {h}, {t}, {list(lengths)}", *MASK_CODE[kind])
+    case.inputs.append(f"mask: {kind}, B={b}, H={h}, T={t}, lengths={list(lengths)}"
+                       + (f", seed={seed}" if kind == "per-head" else ""))
+    return case.run(f"B, H, T, lengths, seed = {b}, {h}, {t}, {list(lengths)}, {seed}", *MASK_CODE[kind])
+
+
+KEEP_RULES = {"padding": "key j < length[b]", "causal": "key j <= query i", "both": "j < length[b] and j <= i",
+              "per-head": "the drawn [B,H,T,T] mask"}
 
 
 def check_weights(case, got, want, dtype, t, kind, lengths):
     tol = tolerances.probabilities(dtype, t)
     case.check_values(got, want, (len(got) // t, t), close=close_with(tol),
                       what=f"attention weights differ from the {kind} rule ({tol})",
-                      extra="keep rule: " + {"padding": "key j < length[b]", "causal": "key j <= query i",
-                                             "both": "j < length[b] and j <= i"}[kind])
+                      extra="keep rule: " + KEEP_RULES[kind])
+
+
+MASK_SHAPES = ("rank:equal", "stretch:1-vs-n", "mask.varies:dim-3", "mask.varies:dim-4")
+ROWS = ("rows:none", "rows:prefix", "rows:all", "rows:other")
 
 
 @pytest.mark.ops("masked_fill", "softmax", "tril", "expand")
+@pytest.mark.reach(*reach.of("masked_fill", *MASK_SHAPES, *(f"mask.{r}" for r in ROWS)),
+                   *reach.dtypes("masked_fill.self", DTYPES), "softmax.x.values:-inf",
+                   *reach.octaves("softmax.width", 8, 1))
 @given(args=scenarios())
 def test_masked_fill_softmax_attends_only_to_kept_keys(device, args):
     """scores.masked_fill(keep == False, -inf).softmax(-1) gives each query the oracle's
     softmax over exactly the kept keys (padding, causal with the diagonal, or both)."""
-    b, h, t, lengths, kind, scores = args
-    case = scenario_case("padding hides keys >= length; causal keeps j <= i", device,
-                         b, h, t, lengths, kind, scores)
+    b, h, t, lengths, kind, seed, scores = args
+    case = scenario_case("padding hides keys >= length; causal keeps j <= i; a per-head mask hides per head",
+                         device, b, h, t, lengths, kind, seed, scores)
     case.run("w = scores.masked_fill(keep == False, float('-inf')).softmax(-1)", "print(w)")
     ops = backends.for_device(device)
-    keep = build_mask(ops, kind, b, t, lengths, device)
+    keep = build_mask(ops, kind, b, h, t, lengths, seed, device)
     w = ops.softmax(ops.masked_fill(scores.build(device), keep == False, float("-inf")), -1)  # noqa: E712
-    check_weights(case, read(w), expected_weights(kind, b, h, t, lengths, scores), scores.dtype, t, kind,
-                  lengths)
+    check_weights(case, read(w), expected_weights(keep_table(kind, b, h, t, lengths, seed), b, h, t, scores),
+                  scores.dtype, t, kind, lengths)
 
 
 @pytest.mark.ops("scaled_dot_product_attention", "tril", "expand")
+@pytest.mark.reach(*reach.of("scaled_dot_product_attention", "attn_mask.form:(B,1,1,S)", "attn_mask.form:(B,1,L,S)",
+                             "attn_mask.form:(B,H,L,S)", "attn_mask.varies:dim-3", "attn_mask.varies:dim-4",
+                             "E:1", "E:2^2", "E:2^4", *(f"attn_mask.{r}" for r in ROWS)),
+                   *reach.dtypes("scaled_dot_product_attention.q", DTYPES),
+                   *reach.octaves("scaled_dot_product_attention.S", 8, 1))
 @given(args=scenarios(), data=st.data())
 def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
     """F.scaled_dot_product_attention(q, k, v, attn_mask=keep) equals the oracle's masked
     softmax of q @ k.T * scale, times v (True = take part, the opposite of MHA)."""
-    b, h, t, lengths, kind, _ = args
-    dtype = args[5].dtype
+    b, h, t, lengths, kind, seed, _ = args
+    dtype = args[6].dtype
     e = data.draw(_HEAD_DIMS, label="head dim")
     q, k, v = (TensorSpec.contiguous((b, h, t, e), dtype, data.draw(
         element_lists(_QUARTERS, b * h * t * e), label=n)) for n in "qkv")
     case = Case("SDPA: softmax(q @ k.T / sqrt(E) over kept keys) @ v", device)
     case.tensor("q", q).tensor("k", k).tensor("v", v)
-    case.inputs.append(f"mask: {kind}, lengths={list(lengths)}")
-    case.run(f"B, H, T, lengths = {b}, {h}, {t}, {list(lengths)}", *MASK_CODE[kind],
+    case.inputs.append(f"mask: {kind}, lengths={list(lengths)}" + (f", seed={seed}" if kind == "per-head" else ""))
+    case.run(f"B, H, T, lengths, seed = {b}, {h}, {t}, {list(lengths)}, {seed}", *MASK_CODE[kind],
              "import torch.nn.functional as F", "print(F.scaled_dot_product_attention(q, k, v, attn_mask=keep))")
     ops = backends.for_device(device)
-    keep = build_mask(ops, kind, b, t, lengths, device)
+    keep = build_mask(ops, kind, b, h, t, lengths, seed, device)
+    table = keep_table(kind, b, h, t, lengths, seed)
     out = ops.scaled_dot_product_attention(q.build(device), k.build(device), v.build(device), attn_mask=keep)
     scale = 1 / math.sqrt(e)
     want, smax = [], 0.0
@@ -140,20 +171,24 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
             for i in range(t):
                 s = [math.fsum(a * c for a, c in zip(rows_q[i], rows_k[j])) * scale for j in range(t)]
                 smax = max(smax, *map(abs, s))
-                p = rules.softmax(s, [keeps(kind, bi, i, j, lengths) for j in range(t)])
-                want.extend(math.fsum(p[j] * rows_v[j][c] for j in range(t)) for c in range(e))
+                p = rules.softmax(s, table[bi][hi][i])
+                # a query with no key left: zeros since torch 2.5 (the sdpa idiom's policy)
+                want.extend(math.fsum(p[j] * rows_v[j][c] for j in range(t)) if p else 0.0 for c in range(e))
     tol = tolerances.attention_output(dtype, t, max(map(abs, v.values), default=1.0), smax)
     case.check_values(read(out), want, (b, h, t, e), close=close_with(tol),
                       what=f"SDPA output differs from the oracle ({tol})")
 
 
 @pytest.mark.ops("multihead_attention")
+@pytest.mark.reach(*reach.of("multihead_attention", "key_padding_mask.rows:none", "key_padding_mask.rows:all",
+                             "key_padding_mask.rows:other", "attn_mask.dtype:bool"),
+                   *reach.dtypes("multihead_attention.query", ("float32", "float64")))
 @given(data=st.data())
 def test_multihead_attention_weights_match_oracle(device, data):
     """nn.MultiheadAttention's per-head weights equal the oracle's softmax of its own
     projections, with key_padding_mask / attn_mask True meaning *ignore*; a query with no
     key left gets nan weights (observed policy, undocumented)."""
-    b, _, t, lengths, kind = data.draw(attention_masks(min_length=0), label="scenario")
+    b, _, t, lengths, kind, _ = data.draw(attention_masks(min_length=0), label="scenario")
     dtype = data.draw(dtypes(("float32", "float64")), label="dtype")
     heads, hd = data.draw(_MHA_HEADS, label="heads, head dim")
     emb = heads * hd
@@ -182,7 +217,7 @@ def test_multihead_attention_weights_match_oracle(device, data):
     t_x = x.build(device)
     _, weights = backends.for_device(device).multihead_attention(
         mha, t_x, t_x, t_x, key_padding_mask=kpm if use_kpm else None, attn_mask=causal if use_causal else None)
-    want = []
+    want, table = [], keep_table(kind, b, 1, t, lengths, 0)
     for bi in range(b):
         tok = [xs[(bi * t + i) * emb:(bi * t + i + 1) * emb] for i in range(t)]
         proj = [[[math.fsum(wv * xv for wv, xv in zip(w[r * emb:(r + 1) * emb], row)) + bias[r]
@@ -192,6 +227,5 @@ def test_multihead_attention_weights_match_oracle(device, data):
             for i in range(t):
                 s = [math.fsum(a * c for a, c in zip(proj[0][i][sl], proj[1][j][sl])) / math.sqrt(hd)
                      for j in range(t)]
-                want.extend(rules.softmax(s, [keeps(kind, bi, i, j, lengths) for j in range(t)])
-                            or [math.nan] * t)
+                want.extend(rules.softmax(s, table[bi][0][i]) or [math.nan] * t)
     check_weights(case, read(weights), want, dtype, t, kind, lengths)
