@@ -66,11 +66,20 @@ def _additive_min(ops, x, keep, dim):
     return ops.softmax(ops.add(x, ops.mul((~keep).to(x.dtype), torch.finfo(x.dtype).min)), dim)
 
 
-@functools.lru_cache(maxsize=16)
+IDENTITY_WIDTH = 1536  # the sdpa idiom's widest row (its max_width)
+
+
+@functools.lru_cache(maxsize=8)
+def _full_identity(dtype, device):
+    return torch.eye(IDENTITY_WIDTH, dtype=dtype, device=device)
+
+
 def _identity(width, dtype, device):
-    """torch.eye, kept between examples: a 1536-wide one is 19 MB to allocate and fill, and
-    SDPA only reads it."""
-    return torch.eye(width, dtype=dtype, device=device)
+    """torch.eye(width) as the top-left corner of one kept identity per dtype and device: a
+    1536-wide one is 19 MB to allocate and fill, rows are drawn in hundreds of widths, and
+    SDPA only reads it.  (So k and v are strided views past the widest row; the identity is
+    the same.)"""
+    return _full_identity(dtype, device)[:width, :width]
 
 
 def _sdpa(ops, x, keep, dim):
@@ -111,7 +120,7 @@ IMPLEMENTATIONS = {
             _sdpa, ("scaled_dot_product_attention",), fully_masked="zeros",
             policy_source="PyTorch 2.5 release notes: fully masked rows give 0, not nan",
             any_dim=False, masked_values="finite",  # 0 * inf in q @ I poisons the row
-            max_width=1536,  # past 1024 (several kernel blocks); 2049 would cost 30 ms a call, 4096 150 ms
+            max_width=IDENTITY_WIDTH,  # past 1024 (several kernel blocks); 2049 would cost 30 ms a call, 4096 150 ms
             min_width=1),  # the identity trick cannot reshape 0 values to (1, -1, 0); empty inputs: test_attention_*
     ]
 }

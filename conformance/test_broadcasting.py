@@ -135,7 +135,8 @@ def operand_specs(draw, shapes, dtype=None, kinds=None):
 
 @pytest.mark.ops("broadcast_tensors")
 @pytest.mark.reach(*operand("broadcast_tensors.x0"), *operand("broadcast_tensors.x1"),
-                   *operands_meet("broadcast_tensors", "x0", "x1"), "broadcast_tensors.x3.ndim:0", *reach.stretched_to_0("broadcast_tensors"))
+                   *operands_meet("broadcast_tensors", "x0", "x1"), "broadcast_tensors.x3.ndim:0",
+                   *reach.stretched_to_0("broadcast_tensors"))
 @given(data=st.data())
 def test_broadcast_tensors_agrees_with_the_rules(device, data):
     """broadcast_tensors gives every operand the broadcast shape, with each element taken
@@ -163,7 +164,8 @@ _OPERAND_COUNTS = st.integers(2, 4)
 
 
 @pytest.mark.ops("broadcast_tensors")
-@pytest.mark.reach(*operand("broadcast_tensors.x0"), *operands_meet("broadcast_tensors", "x0", "x1", errors=False), *reach.stretched_to_0("broadcast_tensors"))
+@pytest.mark.reach(*operand("broadcast_tensors.x*"), *operands_meet("broadcast_tensors", "x0", "x1", errors=False),
+                   *reach.stretched_to_0("broadcast_tensors"))  # x*: one operand or another
 @given(data=st.data())
 def test_broadcast_tensors_stretches_by_views(device, data):
     """Stretched dimensions are views: stride 0 and the same storage as the input, never a copy."""
