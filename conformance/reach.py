@@ -401,10 +401,12 @@ _OP_CLASSES = {
 
 class Observed:
     """The ops of a backend (or of a differential pair), each call classified while an
-    example is being recorded; attributes that are not ops pass through."""
+    example is being recorded; attributes that are not ops pass through.  A backend whose
+    arrays are not torch tensors (`torch_arrays` False) has only its shape-only op classified."""
 
-    def __init__(self, ops):
+    def __init__(self, ops, torch_arrays: bool = True):
         self._ops = ops
+        self._torch_arrays = torch_arrays
         self._wrapped: dict = {}
 
     def __getattr__(self, name):
@@ -414,6 +416,8 @@ class Observed:
         if name not in OPS or not callable(target):
             return target
         fn = self._wrapped.get(name)
+        if fn is None and not self._torch_arrays and name != "broadcast_shapes":
+            fn = self._wrapped[name] = target
         if fn is None:
             def fn(*args, **kwargs):
                 if _current is None:

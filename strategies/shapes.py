@@ -47,7 +47,7 @@ def array_shapes(draw, *, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MA
 def draw_shape(draw, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MAX_SIDE,
                max_elements=MAX_ELEMENTS):
     """What `array_shapes` draws, drawn with `draw` inside the caller's composite (no span of
-    its own; see `strategies.layouts.draw_elements`).  Where min_side is 0, one shape in four
+    its own; see `strategies.layouts.draw_elements`).  Where min_side is 0, one shape in three
     has a side of 0."""
     _check(min_dims, max_dims, min_side, max_side, max_elements)
     ndim = draw(integers(min_dims, max_dims))
@@ -65,7 +65,7 @@ def draw_shape(draw, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MAX_SID
     return tuple(shape)
 
 
-_EMPTY = integers(0, 3)  # one shape in four that may have a side of 0 has one
+_EMPTY = integers(0, 2)  # one shape in three that may have a side of 0 has one
 
 
 _LARGE = integers(0, 3)

@@ -226,5 +226,5 @@ def for_device(device: str):
         if differential_on(device):
             from conformance.backends.differential import Differential
             ops = Differential(ops, load(DEFAULT), device)
-        ops = _per_device[device] = Observed(ops)  # each call's input classes (conformance.reach)
+        ops = _per_device[device] = Observed(ops, active().torch_arrays)  # input classes: conformance.reach
     return ops
