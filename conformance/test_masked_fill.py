@@ -271,17 +271,25 @@ def test_masked_fill_tensor_value_equals_python_scalar(device, data):
     vdtype = data.draw(_value_dtypes(x.dtype), label="value dtype")
     value = data.draw(value_tensor_scalars(vdtype), label="value")
     as_tensor, as_scalar = FillValue(value, vdtype), FillValue(value)
+    # and a one-element self with its element masked: every example converts the value (x may be
+    # empty, or its mask all False)
+    one = TensorSpec.contiguous((1,), x.dtype, [rules.cast_scalar(0, x.dtype)])
+    everything = TensorSpec.contiguous((1,), "bool", [True])
     case = describe("a 0-d tensor value acts like the equal Python scalar", device, x, mask, as_tensor)
-    case.run(f"print(out, x.masked_fill(mask, {as_scalar.code()}))")
+    case.tensor("one", one).run(f"print(out, x.masked_fill(mask, {as_scalar.code()}))",
+                                f"print(one.masked_fill(torch.tensor([True]), value), "
+                                f"one.masked_fill(torch.tensor([True]), {as_scalar.code()}))")
     for op in ("masked_fill", "masked_fill_"):
-        outs = []
-        for fill in (as_tensor, as_scalar):
-            t = x.build(device)
-            r, e = attempt(lambda: getattr(ops, op)(t, mask.build(device), fill.build(device)))
-            outs.append(("raised", type(e).__name__) if e else ("ok", read(r)))
-        if outs[0][0] != outs[1][0] or (outs[0][0] == "ok" and not rules.same_values(outs[0][1], outs[1][1])):
-            case.fail(f"{op}: the tensor value and the Python scalar disagree",
-                      expected=f"as with the Python scalar: {outs[1]}", actual=f"with the tensor: {outs[0]}")
+        for self_, mask_ in ((x, mask), (one, everything)):
+            outs = []
+            for fill in (as_tensor, as_scalar):
+                t = self_.build(device)
+                r, e = attempt(lambda: getattr(ops, op)(t, mask_.build(device), fill.build(device)))
+                outs.append(("raised", type(e).__name__) if e else ("ok", read(r)))
+            if outs[0][0] != outs[1][0] or (outs[0][0] == "ok" and not rules.same_values(outs[0][1], outs[1][1])):
+                case.fail(f"{op}: the tensor value and the Python scalar disagree"
+                          + (" (filling a one-element tensor)" if self_ is one else ""),
+                          expected=f"as with the Python scalar: {outs[1]}", actual=f"with the tensor: {outs[0]}")
 
 
 @given(data=st.data())

@@ -11,7 +11,8 @@ from conformance import backends, reach, rules
 from conformance.failures import Case, attempt
 from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, dtypes, non_bool_masks, tensors
-from strategies.values import fill_values
+from strategies._cache import cached, sampled_from
+from strategies.values import FillValue, fill_values, unrepresentable
 
 OPS = ("masked_fill", "masked_fill_")
 pytestmark = [pytest.mark.ops(param="op"), pytest.mark.torch_tensors]
@@ -29,6 +30,12 @@ def _non_bool(op):
 
 def _value_with_dims(op):
     return (f"{op}.value:with dims", *reach.dtypes(f"{op}.self", rules.DTYPES), f"{op}.outcome:raises")
+
+
+@cached
+def _fills(dtype):
+    """Fill values (see `fill_values`), a third of them just past what the dtype can hold."""
+    return st.one_of(fill_values(dtype), fill_values(dtype), sampled_from(tuple(unrepresentable(dtype))).map(FillValue))
 
 
 def _cast_rules(op):
@@ -87,7 +94,7 @@ def test_masked_fill_value_conversion_follows_cast_rules(device, op, data):
     dtype = data.draw(dtypes(), label="dtype")
     shape = data.draw(array_shapes(max_dims=2, min_side=1, max_side=3), label="shape")
     x = data.draw(tensors(shape, dtype, kinds=("contiguous",)), label="x")
-    fill = data.draw(fill_values(dtype), label="value")
+    fill = data.draw(_fills(dtype), label="value")
     case = Case("fill values convert like c10 scalars; unrepresentable values raise", device)
     case.tensor("x", x).value("value", fill.describe(), fill.code(device))
     case.run(f"print(x.{op}(torch.ones_like(x, dtype=torch.bool), value))")

@@ -199,7 +199,7 @@ def fractional_floats():
                      st.sampled_from([0.25, 0.5, 0.75, -0.25, -0.5, -0.75, 0.9990234375]))
 
 
-def _unrepresentable(dtype):
+def unrepresentable(dtype):
     """Python scalars a `dtype` tensor cannot take, just past its edges: ints too big to be a
     scalar at all, for integer dtypes one past each end and nan/inf, for the narrow floats
     twice their largest value."""
@@ -223,7 +223,7 @@ def python_scalars(dtype):
     return st.one_of(
         elements(dtype, allow_nan=True, allow_infinity=True),
         st.sampled_from(pool),
-        st.sampled_from(_unrepresentable(dtype)),
+        st.sampled_from(unrepresentable(dtype)),
         # float(2**63) converts to int64 with undefined behaviour in C++: not a rule to test
         st.floats().filter(lambda x: abs(x) != 2.0**63),
         ints,
