@@ -7,6 +7,7 @@
 * ``compile``: derandomized like ``ci``, 25 examples (each new graph costs a compilation).
 * ``selftest``: what the mutant self-test runs each mutant under: derandomized, fewer
   examples, no shrinking (a mutant only has to be caught, not minimised).
+* ``zoo``: what the fault zoo runs each mutant under: ``ci`` without shrinking.
 
 Pick one with ``--hypothesis-profile NAME`` or ``HYPOTHESIS_PROFILE=NAME``.
 """
@@ -34,6 +35,10 @@ settings.register_profile("compile", max_examples=25, derandomize=True, database
 settings.register_profile("selftest", max_examples=50, derandomize=True, database=None,
                           deadline=None, suppress_health_check=_quiet, print_blob=True,
                           phases=[Phase.explicit, Phase.generate])
+
+# the fault zoo: the ci profile (as many examples, derandomized) without shrinking: a mutant
+# only has to be caught, with the effort the gate spends
+settings.register_profile("zoo", settings.get_profile("ci"), phases=[Phase.explicit, Phase.generate])
 
 DEFAULT = "ci"
 

@@ -30,18 +30,24 @@ from conformance import rules
 # --------------------------------------------------------------------------- recording
 
 _current: set | None = None
+# id(tensor) -> (the tensor, its version, its classes) within one example: the same tensor is
+# often classified several times (a property's own input, then as an op's argument).  The
+# tensor is kept so that its id cannot be reused by another during the example.
+_seen: dict = {}
 
 
 def begin() -> None:
     """Start recording the classes of one example (the report plugin calls this)."""
     global _current
     _current = set()
+    _seen.clear()
 
 
 def end() -> set:
     """Stop recording; the classes the example reached."""
     global _current
     got, _current = _current, None
+    _seen.clear()
     return got or set()
 
 
@@ -161,12 +167,21 @@ def values_of(t) -> set[str]:
         return set()
     a = t.detach()
     if a.is_floating_point():
+        # the common case (finite, no zero, nothing tiny) in four reductions; the rest only when needed
         fi = torch.finfo(a.dtype)
         mag = a.abs()
-        flags = torch.stack([a.isnan().any(), a.isposinf().any(), a.isneginf().any(),
-                             ((a == 0) & a.signbit()).any(), ((a != 0) & (mag < fi.tiny)).any(),
-                             (mag.isfinite() & (mag >= fi.max / 2)).any()]).tolist()
-        return {name for name, on in zip(FLOAT_SPECIALS, flags) if on}
+        out = set()
+        finite, small = torch.stack([a.isfinite().all(), (mag < fi.tiny).any()]).tolist()
+        if not finite:
+            nan, pos, neg = torch.stack([a.isnan().any(), a.isposinf().any(), a.isneginf().any()]).tolist()
+            out |= {n for n, on in (("nan", nan), ("+inf", pos), ("-inf", neg)) if on}
+            mag = torch.where(mag.isfinite(), mag, torch.zeros((), dtype=mag.dtype))
+        if mag.numel() and float(mag.max()) >= fi.max / 2:
+            out.add("huge")
+        if small:
+            zero, sub = torch.stack([((a == 0) & a.signbit()).any(), ((mag != 0) & (mag < fi.tiny)).any()]).tolist()
+            out |= {n for n, on in (("-0", zero), ("subnormal", sub)) if on}
+        return out
     if a.dtype in (torch.int32, torch.int64):
         ii = torch.iinfo(a.dtype)
         flags = torch.stack([(a == ii.min).any(), (a == ii.max).any()]).tolist()
@@ -210,6 +225,17 @@ def mask_varies(t) -> set[str]:
 
 def tensor_classes(prefix: str, t) -> set[str]:
     """The classes of one tensor argument, each name prefixed with `prefix`."""
+    seen = _seen.get(id(t))
+    if seen is not None and seen[0] is t and seen[1] == t._version:
+        cls = seen[2]
+    else:
+        cls = _classes_of(t)
+        if _current is not None:
+            _seen[id(t)] = (t, t._version, cls)
+    return {f"{prefix}.{c}" for c in cls}
+
+
+def _classes_of(t) -> set[str]:
     cls = {f"layout:{k}" for k in layouts_of(t)}
     cls.add(f"ndim:{t.dim()}")
     cls.add(f"numel:{band(t.numel())}")
@@ -221,7 +247,7 @@ def tensor_classes(prefix: str, t) -> set[str]:
         cls.add("mask:all" if n == t.numel() else "mask:none" if n == 0 else "mask:mixed")
         cls.update(f"rows:{r}" for r in mask_rows_of(t))
         cls.update(f"varies:{v}" for v in mask_varies(t))
-    return {f"{prefix}.{c}" for c in cls}
+    return cls
 
 
 def _is_tensor(x) -> bool:
@@ -448,20 +474,21 @@ def claimed(item) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(own), tuple(shared)
 
 
-def _matches(claim: str, counts: dict) -> bool:
+def claim_count(claim: str, counts: dict) -> int:
+    """How many examples reached `claim`: a class name, a glob, or alternatives joined by
+    " | " (the examples of every class it names; an example in two of them counts twice)."""
+    total = 0
     for alt in claim.split(" | "):
         if any(ch in alt for ch in "*?["):
-            if any(n for k, n in counts.items() if fnmatch.fnmatchcase(k, alt)):
-                return True
-        elif counts.get(alt):
-            return True
-    return False
+            total += sum(n for k, n in counts.items() if fnmatch.fnmatchcase(k, alt))
+        else:
+            total += counts.get(alt, 0)
+    return total
 
 
 def unreached(claims: Iterable[str], counts: dict) -> list[str]:
-    """The claims no example reached.  A claim is a class name, a glob (some class matching
-    it must have an example) or alternatives joined by " | " (one of them must)."""
-    return [c for c in claims if not _matches(c, counts)]
+    """The claims no example reached (see `claim_count`)."""
+    return [c for c in claims if not claim_count(c, counts)]
 
 
 def of(prefix: str, *classes: str) -> tuple[str, ...]:

@@ -17,11 +17,11 @@ import torch.fx.experimental.symbolic_shapes  # noqa: F401  (see below)
 from hypothesis import given, strategies as st
 
 from conformance import backends, reach, rules, tolerances
-from conformance.failures import Case, close_with
+from conformance.failures import Case, attempt, close_with
 from conformance.tensors import TORCH_DTYPES, TensorSpec, read
 from strategies import attention_masks, dtypes, elements
 from strategies.values import mapped
-from strategies.layouts import element_lists
+from strategies.layouts import element_lists, relayout
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 pytestmark = pytest.mark.torch_tensors
@@ -181,7 +181,7 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
 
 @pytest.mark.ops("multihead_attention")
 @pytest.mark.reach(*reach.of("multihead_attention", "key_padding_mask.rows:none", "key_padding_mask.rows:all",
-                             "key_padding_mask.rows:other", "attn_mask.dtype:bool"),
+                             "key_padding_mask.rows:other", "attn_mask.dtype:bool"), *reach.layouts("multihead_attention.query"),
                    *reach.dtypes("multihead_attention.query", ("float32", "float64")))
 @given(data=st.data())
 def test_multihead_attention_weights_match_oracle(device, data):
@@ -202,7 +202,8 @@ def test_multihead_attention_weights_match_oracle(device, data):
     with torch.no_grad():
         mha.in_proj_weight.copy_(torch.tensor(w, dtype=TORCH_DTYPES[dtype]).reshape(3 * emb, emb))
         mha.in_proj_bias.copy_(torch.tensor(bias, dtype=TORCH_DTYPES[dtype]))
-    x = TensorSpec.contiguous((b, t, emb), dtype, xs)
+    x = relayout(data.draw, TensorSpec.contiguous((b, t, emb), dtype, xs))  # query = key = value, any layout
+    xs = list(x.values)  # an expanded layout repeats a slice's values
     kpm = torch.tensor([[j >= n for j in range(t)] for n in lengths], device=device)  # True = ignore
     causal = torch.ones(t, t, dtype=torch.bool, device=device).triu(1)  # True = ignore
     case = Case("MultiheadAttention: True in key_padding_mask / attn_mask means ignore", device)
@@ -229,3 +230,43 @@ def test_multihead_attention_weights_match_oracle(device, data):
                      for j in range(t)]
                 want.extend(rules.softmax(s, table[bi][0][i]) or [math.nan] * t)
     check_weights(case, read(weights), want, dtype, t, kind, lengths)
+
+
+# --------------------------------------------------------------------------- tril
+
+
+@st.composite
+def tril_inputs(draw):
+    """(x, diagonal): x of 2 to 4 dims (0 or 1 dims: refused) of any dtype in any layout, a
+    diagonal from below the last row to past the last column."""
+    from strategies import array_shapes, tensors
+    from strategies.values import elements
+
+    shape = draw(array_shapes(min_dims=0, max_dims=4, max_side=8, max_elements=128))
+    dtype = draw(dtypes(rules.DTYPES))
+    x = draw(tensors(shape, dtype, elements=elements(dtype, allow_nan=True, allow_infinity=True, edges=True)))
+    rows, cols = (shape[-2], shape[-1]) if len(shape) >= 2 else (1, 1)
+    return x, draw(st.integers(-rows - 1, cols + 1))
+
+
+@pytest.mark.ops("tril")
+@pytest.mark.reach(*reach.layouts("tril.x"), *reach.dtypes("tril.x", rules.DTYPES), "tril.x.ndim:2", "tril.x.ndim:3",
+                   *reach.of("tril", "diagonal:negative", "diagonal:0", "diagonal:positive", "outcome:raises",
+                             "outcome:returns"), *reach.specials("tril.x", rules.DTYPES),
+                   *reach.ranges("tril.x.numel", 128, edges=(0, 1, 16)))
+@given(args=tril_inputs())
+def test_tril_keeps_the_lower_triangle(device, args):
+    """torch.tril(x, diagonal) keeps x[..., i, j] where j - i <= diagonal and puts 0 (False)
+    everywhere else, for every leading batch dim; a tensor of fewer than 2 dims raises.  (How
+    tutorials build causal masks; a diagonal offset aligns a causal mask when L != S.)"""
+    x, diagonal = args
+    case = Case("tril keeps j - i <= diagonal, zeroes the rest", device).tensor("x", x)
+    case.inputs.append(f"diagonal: {diagonal}")
+    case.run(f"print(torch.tril(x, {diagonal}))")
+    ops = backends.for_device(device)
+    out, err = attempt(lambda: ops.tril(x.build(device), diagonal))
+    if case.check_outcome(None if len(x.shape) >= 2 else ValueError("tril needs 2+ dims"), err):
+        return
+    zero = rules.cast_scalar(0, x.dtype)
+    want = [v if idx[-1] - idx[-2] <= diagonal else zero for idx, v in zip(rules.ndindex(x.shape), x.values)]
+    case.check_values(read(out), want, x.shape, what=f"tril(x, {diagonal}) kept or zeroed the wrong entries")

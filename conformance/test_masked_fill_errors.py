@@ -19,9 +19,10 @@ pytestmark = [pytest.mark.ops(param="op"), pytest.mark.torch_tensors]
 NON_BOOL = ("uint8", "int32", "int64", "float32", "float16")
 
 
-def each_op(claims):
-    """The two ops as parameters, each claiming `claims(op)` (see `conformance.reach`)."""
-    return [pytest.param(op, marks=pytest.mark.reach(*claims(op))) for op in OPS]
+def each_op(claims, shared=()):
+    """The two ops as parameters, each claiming `claims(op)`, and both together `shared` (see
+    `conformance.reach`)."""
+    return [pytest.param(op, marks=pytest.mark.reach(*claims(op), property=shared)) for op in OPS]
 
 
 def _non_bool(op):
@@ -39,9 +40,12 @@ def _fills(dtype):
 
 
 def _cast_rules(op):
-    return (*reach.of(op, "value:python float", "value:python int", "value:python bool",
-                      *(f"value:0-d {d}" for d in rules.DTYPES), "outcome:raises", "outcome:returns"),
-            *reach.dtypes(f"{op}.self", rules.DTYPES))
+    return (*reach.of(op, "value:python float", "value:python int", "value:python bool", "outcome:raises",
+                      "outcome:returns"), *reach.dtypes(f"{op}.self", rules.DTYPES))
+
+
+# 0-d tensor values of every dtype, by either op (a seventh of the tensor values each)
+_ZERO_D_VALUES = tuple(f"*.value:0-d {d}" for d in rules.DTYPES)
 
 
 @pytest.mark.parametrize("op", each_op(_non_bool))
@@ -84,7 +88,7 @@ def test_masked_fill_rejects_value_tensors_with_dims(device, op, data):
                   actual="no error")
 
 
-@pytest.mark.parametrize("op", each_op(_cast_rules))
+@pytest.mark.parametrize("op", each_op(_cast_rules, _ZERO_D_VALUES))
 @given(data=st.data())
 def test_masked_fill_value_conversion_follows_cast_rules(device, op, data):
     """The value is converted to self's dtype as c10 converts scalars: bool takes truthiness,

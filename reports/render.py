@@ -144,6 +144,13 @@ def markdown(doc: dict) -> str:
                 out += ["Reproduce (torch and numpy only):", "", fence(f["snippet"], "python")]
         if len(failed) > MAX_MD_FAILURES:
             out += ["", f"... and {len(failed) - MAX_MD_FAILURES} more failures: see report.json"]
+    reached = reach_rows(doc)
+    if reached:
+        out += ["", "## Reach: claimed input classes", "",
+                "Examples per class each test claims (`conformance/reach.py`; the fewest first).", "",
+                "| test | claims reached | fewest examples | unreached |", "| --- | ---: | --- | --- |"]
+        for test_id, n, total, fewest, missing in reached:
+            out.append(f"| {code(test_id)} | {n}/{total} | {md(fewest)} | {md(', '.join(missing)) or '-'} |")
     entries = doc["deviations"]["entries"]
     if entries:
         out += ["", "## Known deviations", "", "| entry | status | tests | reason |", "| --- | --- | ---: | --- |"]
@@ -154,6 +161,24 @@ def markdown(doc: dict) -> str:
         out += ["", f"## Not run ({len(doc['run']['not_run'])})", ""]
         out += [f"- {code(t)}" for t in doc["run"]["not_run"][:50]]
     return "\n".join(out) + "\n"
+
+
+def reach_rows(doc: dict) -> list[tuple[str, int, int, str, list[str]]]:
+    """(test id, claims reached, claims, its three thinnest claims with their example counts,
+    unreached claims) for each test that claims input classes."""
+    from conformance import reach
+
+    rows = []
+    for r in doc["results"]:
+        got = r.get("reach")
+        if not got or not got["claimed"]:
+            continue
+        counts = {c: reach.claim_count(c, got["counts"]) for c in got["claimed"]}
+        thin = sorted(counts.items(), key=lambda kv: kv[1])[:3]
+        rows.append((r["id"], sum(1 for n in counts.values() if n), len(counts),
+                     "; ".join(f"{c if len(c) < 60 else c[:57] + '...'}: {n}" for c, n in thin),
+                     got.get("unreached", [])))
+    return rows
 
 
 def md_url(url: str) -> str:
@@ -300,6 +325,14 @@ def html(doc: dict) -> str:
     failed = failures(doc)
     b.append(f"<h2>Failures ({len(failed)})</h2>")
     b += [_failure_block(r, anchors[r["id"]]) for r in failed] or ["<p>None.</p>"]
+    reached = reach_rows(doc)
+    if reached:
+        b.append("<h2>Reach: claimed input classes</h2><p>Examples per class each test claims "
+                 "(<code>conformance/reach.py</code>; the fewest first).</p><table><thead><tr><th>test</th>"
+                 "<th>claims reached</th><th>fewest examples</th><th>unreached</th></tr></thead><tbody>")
+        b += [f"<tr><td><code>{esc(t)}</code></td><td>{n}/{total}</td><td>{esc(fewest)}</td>"
+              f"<td>{esc(', '.join(missing)) or '-'}</td></tr>" for t, n, total, fewest, missing in reached]
+        b.append("</tbody></table>")
     deviating = [r for r in doc["results"] if r["outcome"] == "known_deviation" and r["failure"]]
     entries = doc["deviations"]["entries"]
     b.append(f"<h2>Known deviations ({len(entries)} entries)</h2>")

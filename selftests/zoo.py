@@ -371,14 +371,20 @@ def _first_tensor(op, args, kwargs):
     return _get(args, kwargs, _tensor_positions(op, args, kwargs)[0])
 
 
-def _mask_from_first(dim, condition):
+def _mask_from_first(dim):
     def make(op, fn):
-        def transform(t):
-            if t.dim() < -dim or t.shape[dim] <= 1:
-                return None
-            return t.narrow(dim, 0, 1).expand_as(t)
-        return map_inputs(op, fn, transform, keys=MASKS[op])
+        if op == "multihead_attention" and dim == -4:  # its key_padding_mask is (B, S): batch is dim 0
+            return map_inputs(op, fn, _first_along(0), keys=("key_padding_mask",))
+        return map_inputs(op, fn, _first_along(dim), keys=MASKS[op])
     return make
+
+
+def _first_along(dim):
+    def transform(t):
+        if t.dim() < (-dim if dim < 0 else dim + 1) or t.shape[dim] <= 1:
+            return None
+        return t.narrow(dim, 0, 1).expand_as(t)
+    return transform
 
 
 def _nan_to_zero(op, fn):
@@ -503,9 +509,10 @@ TEMPLATES = [
     Template("errors_swallowed", "an invalid input is accepted: the error is swallowed and a plausible result "
              "returned", "inputs the op must refuse", OPS, _errors_swallowed),
     Template("mask_from_first_head", "a mask of 3+ dims is read from its first head for every head",
-             "a mask that varies along dim -3", tuple(MASKS), _mask_from_first(-3, "dim-3")),
-    Template("mask_from_first_batch", "a mask of 4+ dims is read from its first batch entry for every batch",
-             "a mask that varies along dim -4", tuple(MASKS), _mask_from_first(-4, "dim-4")),
+             "a mask that varies along dim -3", tuple(MASKS), _mask_from_first(-3)),
+    Template("mask_from_first_batch", "a mask is read from its first batch entry for every batch (dim -4; a "
+             "key padding mask's dim 0)", "a mask that varies along its batch dim", tuple(MASKS),
+             _mask_from_first(-4)),
     Template("nan_read_as_zero", "nan inputs are read as 0 (a max/min that skips nan, an fmax)",
              "values nan", (*VALUE_OPS[:-1],), _nan_to_zero),
     Template("negative_zero_lost", "-0.0 results come out as +0.0", "results holding -0.0",

@@ -177,7 +177,10 @@ def relayout(draw, spec: TensorSpec, kinds=KINDS, canary=None) -> TensorSpec:
         return TensorSpec(shape, spec.dtype, values, strides, offset, tuple(storage), words)
     import numpy as np
 
-    arr = np.array(spec.values, dtype=object).reshape(shape)
+    # floats and bools as NumPy floats and bools (every dtype's values are exact in float64); ints
+    # as Python ints (int64 values past 2**53)
+    kind = float if spec.dtype in rules.FLOAT_DTYPES else bool if spec.dtype == "bool" else object
+    arr = np.array(spec.values, dtype=kind).reshape(shape)
     if expanded:
         arr = np.broadcast_to(arr[tuple(slice(0, 1) if d in expanded else slice(None) for d in range(len(shape)))],
                               shape)
@@ -185,7 +188,7 @@ def relayout(draw, spec: TensorSpec, kinds=KINDS, canary=None) -> TensorSpec:
     for size_d, stride in zip(shape, strides):
         positions = (positions[:, None] + np.arange(size_d, dtype=np.int64) * stride).reshape(-1)
     size = (int(positions.max()) + 1 if positions.size else offset) + draw(integers(0, 2))
-    storage = np.full(size, canary, dtype=object)
+    storage = np.full(size, canary, dtype=kind)
     values = arr.reshape(-1)
     storage[positions] = values
     return TensorSpec(shape, spec.dtype, tuple(values.tolist()), strides, offset, tuple(storage.tolist()), words)

@@ -1,0 +1,162 @@
+"""The softmax kernels on the inputs the idioms never hand them: views, kept nan, bad arguments.
+
+Every masking idiom of `conformance.implementations` passes the softmax kernel a tensor it
+just computed (``masked_fill``'s or ``add``'s result), dense and contiguous; attention code
+also calls ``softmax`` on a view (``scores.transpose(-1, -2).softmax(-1)``), and
+``torch.masked.softmax`` and SDPA take their inputs as given.  These properties give each
+kernel its logits (and keep mask) in every layout, a nan where it must spread, and the
+arguments it must refuse.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, strategies as st
+
+from conformance import backends, reach, rules
+from conformance.failures import Case, attempt
+from conformance.implementations import FLOATS, IMPLEMENTATIONS, IDENTITY_WIDTH, _identity
+from conformance.tensors import TensorSpec, read
+from conformance.test_masked_softmax import check_against_oracle, softmax_inputs
+from strategies import array_shapes, keep_masks, logits
+from strategies._cache import integers, sampled_from
+from strategies.layouts import relayout
+from strategies.values import dtypes, logit_widths
+
+pytestmark = pytest.mark.torch_tensors
+IMPLS = sorted(IMPLEMENTATIONS)
+MAX_ELEMENTS = 4096
+
+# op -> (its argument names for the logits and the mask, the user code)
+KERNELS = {
+    "softmax": ("x", None, "x.softmax(dim={dim})"),
+    "masked_softmax": ("x", "mask", "torch.masked.softmax(x, {dim}, mask=keep)"),
+    "scaled_dot_product_attention": ("q", "attn_mask", "F.scaled_dot_product_attention(x, I[None], I[None], "
+                                                       "attn_mask=keep, scale=1.0)"),
+}
+
+
+def _kernel_claims(op):
+    arg, mask, _ = KERNELS[op]
+    widest = IDENTITY_WIDTH if op == "scaled_dot_product_attention" else 4096
+    return (*reach.layouts(f"{op}.{arg}"), *(reach.layouts(f"{op}.{mask}") if mask else ()),
+            *reach.dtypes(f"{op}.{arg}", FLOATS), *reach.ranges(f"{op}.{'S' if mask == 'attn_mask' else 'width'}",
+                                                               widest, 1))
+
+
+@st.composite
+def kernel_inputs(draw, op):
+    """(logits, keep, dim) for `op`, both in layouts drawn from every kind: SDPA's logits are the
+    query (1, rows, width) of the identity trick, softmax's keep every entry."""
+    dtype = draw(dtypes(FLOATS))
+    sdpa = op == "scaled_dot_product_attention"
+    width = draw(logit_widths(max_width=IDENTITY_WIDTH if sdpa else 4096, min_width=1))
+    if sdpa:
+        shape, dim = (1, draw(integers(1, max(1, MAX_ELEMENTS // width))), width), -1
+    else:
+        other = draw(array_shapes(max_dims=3, min_side=1, max_side=4, max_elements=max(1, MAX_ELEMENTS // width)))
+        pos = draw(integers(0, len(other)))
+        shape = (*other[:pos], width, *other[pos:])
+        dim = draw(sampled_from((pos, pos - len(shape))))
+    x = relayout(draw, draw(logits(shape, dtype, kind="ordinary")), canary=math.nan)
+    keep = draw(keep_masks(shape, dim)) if op != "softmax" else \
+        TensorSpec.contiguous(shape, "bool", [True] * rules.numel(shape))
+    return x, relayout(draw, keep), dim
+
+
+@pytest.mark.ops(param="op")
+@pytest.mark.parametrize("op", [pytest.param(op, marks=pytest.mark.reach(*_kernel_claims(op))) for op in KERNELS])
+@given(data=st.data())
+def test_softmax_kernels_read_views_by_their_strides(device, op, data):
+    """softmax, torch.masked.softmax and SDPA given logits and a keep mask in any layout
+    (permuted, strided, at an offset, expanded) match the oracle's softmax of the values the
+    views show."""
+    x, keep, dim = data.draw(kernel_inputs(op), label="logits, keep, dim")
+    ops = backends.for_device(device)
+    case = Case(f"{op} reads its inputs by their strides", device).tensor("x", x).tensor("keep", keep)
+    code = KERNELS[op][2].format(dim=dim)
+    case.run(*(["import torch.nn.functional as F", f"I = torch.eye({x.shape[-1]}, dtype=x.dtype)"]
+               if op == "scaled_dot_product_attention" else []), f"p = {code}", "print(p)")
+    t, k = x.build(device), keep.build(device)
+    if op == "softmax":
+        out = ops.softmax(t, dim)
+    elif op == "masked_softmax":
+        out = ops.masked_softmax(t, dim, k)
+    else:
+        eye = _identity(x.shape[-1], t.dtype, t.device)
+        out = ops.scaled_dot_product_attention(t, eye[None], eye[None], attn_mask=k, scale=1.0)
+    check_against_oracle(case, x, keep, dim, read(out))
+
+
+def _nan_claims(impl):
+    return ("logits.values:nan",)
+
+
+@pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].ops for n in IMPLS})
+@pytest.mark.parametrize("impl_name", [pytest.param(n, marks=pytest.mark.reach(*_nan_claims(n))) for n in IMPLS])
+@given(data=st.data())
+def test_masked_softmax_spreads_a_kept_nan_to_its_row(device, impl_name, data):
+    """A nan at a kept position makes every entry of its row nan (IEEE: the max and the sum are
+    nan), and every other row is what the oracle says."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl, kind="ordinary", wide=False), label="logits, keep, dim")
+    kept = [p for p, k in enumerate(keep.values) if k]
+    if not kept:
+        return  # nothing kept anywhere: no row to spread a nan in (the policy properties cover them)
+    at = kept[data.draw(integers(0, len(kept) - 1), label="nan position")]
+    poisoned = TensorSpec.contiguous(x.shape, x.dtype, [math.nan if p == at else v for p, v in enumerate(x.values)])
+    case = Case("a kept nan spreads to its whole row, and no further", device)
+    case.tensor("x", poisoned).tensor("keep", keep).run(*impl.setup(x.shape[-1]), f"p = {impl.code(dim)}", "print(p)")
+    ops = backends.for_device(device)
+    reach.note_tensor("logits", t := poisoned.build(device))
+    got = read(impl(ops, t, keep.build(device), dim))
+    for row in rules.rows_along(x.shape, dim):
+        vals = rules.row_values(got, row)
+        if at in row:
+            if not all(math.isnan(v) for v in vals):
+                case.fail("the row holding a kept nan is not all nan", expected="nan in every entry", actual=vals[:8])
+            continue
+        others = TensorSpec.contiguous((len(row),), x.dtype, rules.row_values(poisoned.values, row))
+        mask = TensorSpec.contiguous((len(row),), "bool", rules.row_values(keep.values, row))
+        check_against_oracle(case, others, mask, 0, vals, what="a row without the nan changed")
+
+
+def _error_claims(impl):
+    return ("keep.sizes:incompatible", *(("logits.dim:out of range",) if IMPLEMENTATIONS[impl].any_dim else ()))
+
+
+@pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].ops for n in IMPLS})
+@pytest.mark.parametrize("impl_name", [pytest.param(n, marks=pytest.mark.reach(*_error_claims(n))) for n in IMPLS])
+@given(data=st.data())
+def test_masked_softmax_refuses_what_it_cannot_apply(device, impl_name, data):
+    """A keep mask with a size that clashes with the logits' (neither equal nor 1) raises, and so
+    does a softmax dim outside the logits' dims (for the idioms that take a dim): nothing is
+    silently broadcast or wrapped."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl, kind="ordinary", wide=False, any_dim=True, min_dims=2),
+                             label="logits, keep, dim")
+    ops = backends.for_device(device)
+    breakable = [d for d, n in enumerate(x.shape) if n != 1]  # a 1 in x stretches: out-of-place masking broadcasts
+    if breakable:
+        bad_dim = breakable[data.draw(integers(0, len(breakable) - 1), label="dim to break")]
+        sizes = list(x.shape)
+        sizes[bad_dim] = max(sizes[bad_dim] + data.draw(integers(1, 3), label="extra"), 2)  # not 1, not equal
+        wrong = TensorSpec.contiguous(tuple(sizes), "bool", [True] * rules.numel(sizes))
+        case = Case("a keep mask whose sizes clash with the logits' raises", device).tensor("x", x).tensor("keep", wrong)
+        case.run(*impl.setup(x.shape[-1]), f"p = {impl.code(dim)}")
+        reach.note("keep.sizes:incompatible")
+        _, err = attempt(lambda: impl(ops, x.build(device), wrong.build(device), dim))
+        if err is None:
+            case.fail("a keep mask of clashing sizes was accepted", expected=f"an error: dim {bad_dim} has "
+                      f"{sizes[bad_dim]} in the mask and {x.shape[bad_dim]} in the logits", actual="a result")
+    if impl.any_dim:
+        out_of_range = data.draw(sampled_from((len(x.shape), -len(x.shape) - 1)), label="dim out of range")
+        reach.note("logits.dim:out of range")
+        case = Case("a softmax dim out of range raises", device).tensor("x", x).tensor("keep", keep)
+        case.run(*impl.setup(x.shape[-1]), f"p = {impl.code(out_of_range)}")
+        _, err = attempt(lambda: impl(ops, x.build(device), keep.build(device), out_of_range))
+        if err is None:
+            case.fail(f"softmax along dim {out_of_range} of a {len(x.shape)}-d tensor was accepted",
+                      expected="IndexError", actual="a result")
