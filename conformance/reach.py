@@ -417,7 +417,17 @@ def _tril_classes(args, kwargs) -> set[str]:
     return {"diagonal:0" if d == 0 else "diagonal:negative" if d < 0 else "diagonal:positive"}
 
 
+def _mha_classes(args, kwargs) -> set[str]:
+    """Key length S: key is (S, E) unbatched, (B, S, E) batch first, else (S, B, E)."""
+    module, key = args[0], args[2]
+    if key.dim() not in (2, 3):
+        return set()
+    S = key.shape[1] if key.dim() == 3 and getattr(module, "batch_first", False) else key.shape[0]
+    return {f"S:{band(S)}", f"heads:{getattr(module, 'num_heads', 0)}"}
+
+
 _OP_CLASSES = {
+    "multihead_attention": _mha_classes,
     "softmax": _softmax_classes, "masked_softmax": _softmax_classes,
     "scaled_dot_product_attention": _sdpa_classes, "expand": _expand_classes,
     "broadcast_to": _broadcast_to_classes, "masked_fill": _fill_classes, "masked_fill_": _fill_classes,
@@ -472,6 +482,12 @@ def claimed(item) -> tuple[tuple[str, ...], tuple[str, ...]]:
         own += [c for c in mark.args if c not in own]
         shared += [c for c in mark.kwargs.get("property", ()) if c not in shared]
     return tuple(own), tuple(shared)
+
+
+def _matches_any(claim: str, name: str) -> bool:
+    """Whether class `name` is one that `claim` names (a class, a glob or alternatives)."""
+    return any(fnmatch.fnmatchcase(name, alt) if any(ch in alt for ch in "*?[") else name == alt
+               for alt in claim.split(" | "))
 
 
 def claim_count(claim: str, counts: dict) -> int:

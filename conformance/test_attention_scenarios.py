@@ -182,13 +182,15 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
 @pytest.mark.ops("multihead_attention")
 @pytest.mark.reach(*reach.of("multihead_attention", "key_padding_mask.rows:none", "key_padding_mask.rows:all",
                              "key_padding_mask.rows:other", "attn_mask.dtype:bool"), *reach.layouts("multihead_attention.query"),
-                   *reach.dtypes("multihead_attention.query", ("float32", "float64")))
+                   *reach.dtypes("multihead_attention.query", ("float32", "float64")),
+                   "multihead_attention.query.numel:0", *reach.ranges("multihead_attention.S", 20, 1, edges=(1, 8, 16)))
 @given(data=st.data())
 def test_multihead_attention_weights_match_oracle(device, data):
     """nn.MultiheadAttention's per-head weights equal the oracle's softmax of its own
     projections, with key_padding_mask / attn_mask True meaning *ignore*; a query with no
     key left gets nan weights (observed policy, undocumented)."""
-    b, _, t, lengths, kind, _ = data.draw(attention_masks(min_length=0), label="scenario")
+    # an empty batch, and sequences past 16 tokens (two 8-lane vectors and a tail)
+    b, _, t, lengths, kind, _ = data.draw(attention_masks(min_length=0, min_batch=0, max_len=20), label="scenario")
     dtype = data.draw(dtypes(("float32", "float64")), label="dtype")
     heads, hd = data.draw(_MHA_HEADS, label="heads, head dim")
     emb = heads * hd
@@ -204,14 +206,15 @@ def test_multihead_attention_weights_match_oracle(device, data):
         mha.in_proj_bias.copy_(torch.tensor(bias, dtype=TORCH_DTYPES[dtype]))
     x = relayout(data.draw, TensorSpec.contiguous((b, t, emb), dtype, xs))  # query = key = value, any layout
     xs = list(x.values)  # an expanded layout repeats a slice's values
-    kpm = torch.tensor([[j >= n for j in range(t)] for n in lengths], device=device)  # True = ignore
+    kpm = torch.tensor([[j >= n for j in range(t)] for n in lengths], dtype=torch.bool,
+                       device=device).reshape(b, t)  # True = ignore
     causal = torch.ones(t, t, dtype=torch.bool, device=device).triu(1)  # True = ignore
     case = Case("MultiheadAttention: True in key_padding_mask / attn_mask means ignore", device)
     case.tensor("x", x).inputs.append(f"mask: {kind}, lengths={list(lengths)}, heads={heads}")
     case.run(f"mha = torch.nn.MultiheadAttention({emb}, {heads}, batch_first=True, dtype=torch.{dtype})",
              f"with torch.no_grad(): mha.in_proj_weight.copy_(torch.tensor({w}).reshape({3 * emb}, {emb})); "
              f"mha.in_proj_bias.copy_(torch.tensor({bias}))",
-             f"kpm = torch.tensor({[[j >= n for j in range(t)] for n in lengths]})",
+             f"kpm = torch.tensor({[[j >= n for j in range(t)] for n in lengths]}, dtype=torch.bool).reshape({b}, {t})",
              f"causal = torch.ones({t}, {t}, dtype=torch.bool).triu(1)",
              f"_, w = mha(x, x, x, key_padding_mask={'kpm' if use_kpm else None}, "
              f"attn_mask={'causal' if use_causal else None}, average_attn_weights=False)", "print(w)")

@@ -54,7 +54,7 @@ def kernel_inputs(draw, op):
     sdpa = op == "scaled_dot_product_attention"
     width = draw(logit_widths(max_width=IDENTITY_WIDTH if sdpa else 4096, min_width=1))
     if sdpa:
-        shape, dim = (1, draw(integers(1, max(1, MAX_ELEMENTS // width))), width), -1
+        shape, dim = (1, draw(integers(0, max(1, MAX_ELEMENTS // width))), width), -1  # 0 rows: empty
     else:
         other = draw(array_shapes(max_dims=3, min_side=1, max_side=4, max_elements=max(1, MAX_ELEMENTS // width)))
         pos = draw(integers(0, len(other)))

@@ -460,9 +460,45 @@ def sdpa_fully_masked_nan():
 
 
 @mutant("the causal mask hides the diagonal (tril with diagonal=-1)",
-        "test_masked_fill_softmax_attends_only_to_kept_keys")
+        "test_masked_fill_softmax_attends_only_to_kept_keys", "test_tril_keeps_the_lower_triangle")
 def causal_mask_hides_diagonal():
     return {"tril": lambda x, diagonal=0: ORIG.tril(x, diagonal - 1)}
+
+
+@mutant("tril reads a negative diagonal as its magnitude (keeps |d| diagonals above, not below)",
+        "test_tril_keeps_the_lower_triangle")
+def tril_negative_diagonal_as_positive():
+    return {"tril": lambda x, diagonal=0: ORIG.tril(x, abs(diagonal))}
+
+
+# --------------------------------------------------------------------------- softmax kernels
+
+
+@mutant("Tensor.softmax reads a non-contiguous input in storage order, ignoring its strides",
+        "test_softmax_kernels_read_views_by_their_strides")
+def softmax_ignores_strides():
+    def sm(x, dim):
+        n = x.numel()
+        if not x.is_contiguous() and n and x.untyped_storage().nbytes() >= (x.storage_offset() + n) * x.element_size():
+            x = x.as_strided((n,), (1,), x.storage_offset()).reshape(x.shape)
+        return ORIG.softmax(x, dim)
+    return {"softmax": sm}
+
+
+@mutant("Tensor.softmax takes a nan-skipping max and sum (nan read as -inf): a kept nan vanishes",
+        "test_masked_softmax_spreads_a_kept_nan_to_its_row")
+def softmax_skips_nan():
+    def sm(x, dim):
+        return ORIG.softmax(torch.nan_to_num(x, nan=float("-inf"), posinf=float("inf"), neginf=float("-inf")), dim)
+    return {"softmax": sm}
+
+
+@mutant("torch.masked.softmax wraps a dim out of range (dim % ndim) instead of raising",
+        "test_masked_softmax_refuses_what_it_cannot_apply")
+def masked_softmax_wraps_dim():
+    def ms(x, dim, mask):
+        return ORIG.masked_softmax(x, dim % x.dim() if x.dim() else dim, mask)
+    return {"masked_softmax": ms}
 
 
 @mutant("MultiheadAttention drops key_padding_mask", "test_multihead_attention_weights_match_oracle")

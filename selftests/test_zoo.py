@@ -11,7 +11,9 @@ property passes.  Every survivor must be listed, with the reason it cannot be ca
 `selftests/zoo_survivors.py`, and every listed survivor must still survive (a kill means
 the entry is stale).  The kill table goes to ``reports/out/zoo.md``.
 
-``ZOO=GLOB`` runs the mutants whose names match; ``ZOO_SHARD=I/N`` runs one of N shards.
+``ZOO=GLOB`` runs the mutants whose names match (``tox -e zoo``: all); ``ZOO_SHARD=I/N`` runs
+one of N shards; with neither, a quarter of the zoo runs (shard 0/4: what ``tox -e selftest``
+and CI run).
 """
 
 from __future__ import annotations
@@ -36,12 +38,18 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "reports" / "out"
 
 
+DEFAULT_SHARD = "0/4"  # what `tox -e selftest` (and so CI) runs: every fourth mutant, all templates
+
+
 def selected() -> list[str]:
+    """The mutants to run: those matching ZOO (a glob; ``tox -e zoo`` sets ``*``), one shard of
+    ZOO_SHARD=I/N, and by default (neither set) the shard DEFAULT_SHARD."""
     names = sorted(ZOO)
-    if pattern := os.environ.get("ZOO"):
+    pattern, shard = os.environ.get("ZOO"), os.environ.get("ZOO_SHARD")
+    if pattern:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-    if shard := os.environ.get("ZOO_SHARD"):
-        i, n = (int(x) for x in shard.split("/"))
+    if shard or not pattern:
+        i, n = (int(x) for x in (shard or DEFAULT_SHARD).split("/"))
         names = names[i::n]
     return names
 

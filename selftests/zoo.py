@@ -515,13 +515,19 @@ TEMPLATES = [
              _mask_from_first(-4)),
     Template("nan_read_as_zero", "nan inputs are read as 0 (a max/min that skips nan, an fmax)",
              "values nan", (*VALUE_OPS[:-1],), _nan_to_zero),
+    # comparisons give bools and softmax outputs are never -0.0: the template fits the ops whose
+    # float results can hold it
     Template("negative_zero_lost", "-0.0 results come out as +0.0", "results holding -0.0",
-             VALUE_OPS, _negative_zero_lost),
+             tuple(op for op in VALUE_OPS if op not in ("eq", "lt", *ROWWISE)), _negative_zero_lost),
+    # a subnormal logit and 0 give the same probabilities to within an ulp: flushing them is no
+    # bug of a softmax, so the template fits the ops that move or combine values exactly
     Template("subnormals_flushed", "subnormal inputs are flushed to 0 (denormals-are-zero)", "values subnormal",
-             VALUE_OPS, _subnormals_flushed),
+             tuple(op for op in VALUE_OPS if op not in ROWWISE), _subnormals_flushed),
     Template("int32_saturates", "int32 arithmetic saturates at the extremes instead of wrapping",
              "int32 results past the extremes", ("add", "mul", "add_", "sub_", "mul_", "iadd"), _int_saturates),
-    Template("zero_d_promoted", "a 0-d input is treated as shape [1]", "an input with 0 dims", TENSOR_OPS,
+    # SDPA, MultiheadAttention and tril refuse 0-d inputs, and refuse them as [1] too
+    Template("zero_d_promoted", "a 0-d input is treated as shape [1]", "an input with 0 dims",
+             tuple(op for op in TENSOR_OPS if op not in ("scaled_dot_product_attention", "multihead_attention", "tril")),
              _zero_d_promoted),
     Template("fully_masked_policy_flipped", "a row with no kept entry gives nan where the policy is 0 (SDPA) "
              "or 0 where it is nan (torch.masked.softmax)", "mask rows with nothing kept",

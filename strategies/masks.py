@@ -104,13 +104,13 @@ ATTENTION_KINDS = ("padding", "causal", "both")
 @cached
 @st.composite
 def attention_masks(draw, *, max_batch=3, max_heads=3, max_len=8, min_len=1, min_length=1,
-                    kinds=ATTENTION_KINDS):
+                    kinds=ATTENTION_KINDS, min_batch=1):
     """An attention scenario from the source material: (B, H, T, lengths, kind, seed), lengths
     in [min_length, T] (0 pads a whole sequence: its queries see no key), and kind one of
     `kinds`: "padding" ([B,1,1,T] keep-mask from sequence lengths), "causal" (tril(ones(T,T))
     expanded to [B,1,T,T]), "both", or "per-head" (a random [B,H,T,T] keep-mask from NumPy's
     generator seeded with `seed`: a different mask for every head and sequence)."""
-    b = draw(integers(1, max_batch))
+    b = draw(integers(min_batch, max_batch))
     h = draw(integers(1, max_heads))
     t = draw(integers(min_len, max_len))
     lengths = tuple(draw(integers(min_length, t)) for _ in range(b))
