@@ -181,16 +181,19 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
 
 @pytest.mark.ops("multihead_attention")
 @pytest.mark.reach(*reach.of("multihead_attention", "key_padding_mask.rows:none", "key_padding_mask.rows:all",
-                             "key_padding_mask.rows:other", "attn_mask.dtype:bool"), *reach.layouts("multihead_attention.query"),
+                             "key_padding_mask.rows:other", "attn_mask.dtype:bool", "attn_mask.ndim:3",
+                             "attn_mask.varies:dim-3", "outcome:raises"), *reach.layouts("multihead_attention.query"),
                    *reach.dtypes("multihead_attention.query", ("float32", "float64")),
                    "multihead_attention.query.numel:0", *reach.ranges("multihead_attention.S", 20, 1, edges=(1, 8, 16)))
 @given(data=st.data())
 def test_multihead_attention_weights_match_oracle(device, data):
     """nn.MultiheadAttention's per-head weights equal the oracle's softmax of its own
-    projections, with key_padding_mask / attn_mask True meaning *ignore*; a query with no
-    key left gets nan weights (observed policy, undocumented)."""
+    projections, with key_padding_mask / attn_mask (2-d, or (B * heads, T, T) per head) True
+    meaning *ignore*; a query with no key left gets nan weights (observed policy,
+    undocumented); a key_padding_mask of the wrong length raises."""
     # an empty batch, and sequences past 16 tokens (two 8-lane vectors and a tail)
-    b, _, t, lengths, kind, _ = data.draw(attention_masks(min_length=0, min_batch=0, max_len=20), label="scenario")
+    b, _, t, lengths, kind, seed = data.draw(attention_masks(min_length=0, min_batch=0, max_len=20,
+                                                            kinds=SCENARIO_KINDS), label="scenario")
     dtype = data.draw(dtypes(("float32", "float64")), label="dtype")
     heads, hd = data.draw(_MHA_HEADS, label="heads, head dim")
     emb = heads * hd
@@ -199,7 +202,7 @@ def test_multihead_attention_weights_match_oracle(device, data):
     bias = data.draw(element_lists(grid, 3 * emb), label="in_proj_bias")
     xs = data.draw(element_lists(grid, b * t * emb), label="x")
     use_kpm = kind in ("padding", "both")
-    use_causal = kind in ("causal", "both")
+    use_causal = kind in ("causal", "both", "per-head")  # per head: a (B * heads, T, T) attn_mask
     mha = torch.nn.MultiheadAttention(emb, heads, batch_first=True, dtype=TORCH_DTYPES[dtype], device=device)
     with torch.no_grad():
         mha.in_proj_weight.copy_(torch.tensor(w, dtype=TORCH_DTYPES[dtype]).reshape(3 * emb, emb))
@@ -208,20 +211,25 @@ def test_multihead_attention_weights_match_oracle(device, data):
     xs = list(x.values)  # an expanded layout repeats a slice's values
     kpm = torch.tensor([[j >= n for j in range(t)] for n in lengths], dtype=torch.bool,
                        device=device).reshape(b, t)  # True = ignore
+    table = keep_table(kind, b, heads, t, lengths, seed)
     causal = torch.ones(t, t, dtype=torch.bool, device=device).triu(1)  # True = ignore
+    if kind == "per-head":
+        causal = ~torch.tensor(table, dtype=torch.bool, device=device).reshape(b * heads, t, t)
     case = Case("MultiheadAttention: True in key_padding_mask / attn_mask means ignore", device)
     case.tensor("x", x).inputs.append(f"mask: {kind}, lengths={list(lengths)}, heads={heads}")
     case.run(f"mha = torch.nn.MultiheadAttention({emb}, {heads}, batch_first=True, dtype=torch.{dtype})",
              f"with torch.no_grad(): mha.in_proj_weight.copy_(torch.tensor({w}).reshape({3 * emb}, {emb})); "
              f"mha.in_proj_bias.copy_(torch.tensor({bias}))",
              f"kpm = torch.tensor({[[j >= n for j in range(t)] for n in lengths]}, dtype=torch.bool).reshape({b}, {t})",
-             f"causal = torch.ones({t}, {t}, dtype=torch.bool).triu(1)",
+             *([f"causal = torch.ones({t}, {t}, dtype=torch.bool).triu(1)"] if kind != "per-head" else
+               [f"B, H, T, seed = {b}, {heads}, {t}, {seed}", *MASK_CODE["per-head"],
+                "causal = ~keep.reshape(B * H, T, T)  # True = ignore"]),
              f"_, w = mha(x, x, x, key_padding_mask={'kpm' if use_kpm else None}, "
              f"attn_mask={'causal' if use_causal else None}, average_attn_weights=False)", "print(w)")
     t_x = x.build(device)
     _, weights = backends.for_device(device).multihead_attention(
         mha, t_x, t_x, t_x, key_padding_mask=kpm if use_kpm else None, attn_mask=causal if use_causal else None)
-    want, table = [], keep_table(kind, b, 1, t, lengths, 0)
+    want = []
     for bi in range(b):
         tok = [xs[(bi * t + i) * emb:(bi * t + i + 1) * emb] for i in range(t)]
         proj = [[[math.fsum(wv * xv for wv, xv in zip(w[r * emb:(r + 1) * emb], row)) + bias[r]
@@ -231,8 +239,16 @@ def test_multihead_attention_weights_match_oracle(device, data):
             for i in range(t):
                 s = [math.fsum(a * c for a, c in zip(proj[0][i][sl], proj[1][j][sl])) / math.sqrt(hd)
                      for j in range(t)]
-                want.extend(rules.softmax(s, table[bi][0][i]) or [math.nan] * t)
+                want.extend(rules.softmax(s, table[bi][hh][i]) or [math.nan] * t)
     check_weights(case, read(weights), want, dtype, t, kind, lengths)
+    if use_kpm and b:  # a key padding mask one key too long is refused, not cut or broadcast
+        wrong = torch.zeros(b, t + 1, dtype=torch.bool, device=device)
+        try:
+            backends.for_device(device).multihead_attention(mha, t_x, t_x, t_x, key_padding_mask=wrong)
+        except (RuntimeError, AssertionError):  # nn.MultiheadAttention checks shapes with torch._assert
+            pass
+        else:
+            case.fail("a key_padding_mask of T + 1 keys was accepted", expected="an error", actual="weights")
 
 
 # --------------------------------------------------------------------------- tril

@@ -193,12 +193,15 @@ def misalignable_pairs(*, max_dims=6):
 @cached
 def inplace_shape_pairs(**kw):
     """(self_shape, other_shape): one-way pairs, reversed ones (self would have to grow),
-    and incompatible ones; an in-place op must accept exactly the first kind."""
+    incompatible ones, and a lower-rank other that would also broadcast onto self aligned on
+    the left (where an alignment bug writes wrong values instead of raising); an in-place op
+    must accept exactly the first and last kinds."""
     return st.one_of(
         one_way_pairs(**kw).map(lambda p: (p[1], p[0])),
         one_way_pairs(**kw),
         broadcastable_shapes(2, **kw),
         incompatible_shapes(2),
+        misalignable_pairs().filter(lambda p: rules.broadcast_shapes(*p) == p[1]).map(lambda p: (p[1], p[0])),
     )
 
 
