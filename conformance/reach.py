@@ -534,18 +534,18 @@ def octaves(name: str, max_n: int, min_n: int = 0) -> tuple[str, ...]:
     return tuple(out)
 
 
-def powers(name: str, max_n: int, min_n: int = 0) -> tuple[str, ...]:
-    """`name` reaches every power of two in min_n..max_n, and one past or one short of each
-    (where blocks and vector widths end: a full block, a block and one, a block short of one)."""
+def boundaries(name: str, max_n: int, min_n: int = 0) -> tuple[str, ...]:
+    """`name` reaches each power of two in min_n..max_n or a neighbour of it (one short, the
+    power, one past): a block boundary and its off-by-ones.  (Exact single sizes are too thin
+    a target for a few hundred examples, most of them copies of earlier ones; the report
+    counts each.)"""
     out = []
     k = 0
     while 1 << k <= max_n:
         p = 1 << k
-        if p >= min_n:
-            out.append(f"{name}:{band(p)}")
-        near = [f"{name}:{band(n)}" for n in (p - 1, p + 1) if n > 2 and min_n <= n <= max_n]
+        near = [f"{name}:{band(n)}" for n in (p - 1, p, p + 1) if n >= max(min_n, 1) and n <= max_n]
         if near:
-            out.append(" | ".join(near))
+            out.append(" | ".join(dict.fromkeys(near)))
         k += 1
     return tuple(dict.fromkeys(out))
 

@@ -27,7 +27,9 @@ from strategies.values import dtypes, logit_widths
 
 pytestmark = pytest.mark.torch_tensors
 IMPLS = sorted(IMPLEMENTATIONS)
-MAX_ELEMENTS = 4096
+MAX_ELEMENTS = 2048  # a row may still be 4096 wide: then it is the only one
+SDPA_ELEMENTS = 1024  # SDPA's identity trick costs rows x width^2
+_ZERO_D = integers(0, 15)
 
 # op -> (its argument names for the logits and the mask, the user code)
 KERNELS = {
@@ -40,8 +42,10 @@ KERNELS = {
 
 def _kernel_claims(op):
     arg, mask, _ = KERNELS[op]
-    widest = IDENTITY_WIDTH if op == "scaled_dot_product_attention" else 4096
+    sdpa = op == "scaled_dot_product_attention"
+    widest = IDENTITY_WIDTH if sdpa else 4096
     return (*reach.layouts(f"{op}.{arg}"), *(reach.layouts(f"{op}.{mask}") if mask else ()),
+            f"{op}.{arg}.{'numel:0' if sdpa else 'ndim:0'}",
             *reach.dtypes(f"{op}.{arg}", FLOATS), *reach.ranges(f"{op}.{'S' if mask == 'attn_mask' else 'width'}",
                                                                widest, 1))
 
@@ -54,7 +58,9 @@ def kernel_inputs(draw, op):
     sdpa = op == "scaled_dot_product_attention"
     width = draw(logit_widths(max_width=IDENTITY_WIDTH if sdpa else 4096, min_width=1))
     if sdpa:
-        shape, dim = (1, draw(integers(0, max(1, MAX_ELEMENTS // width))), width), -1  # 0 rows: empty
+        shape, dim = (1, draw(integers(0, max(1, SDPA_ELEMENTS // width))), width), -1  # 0 rows: empty
+    elif draw(_ZERO_D) == 0:  # a 0-d tensor is one row of one entry (dim 0 or -1)
+        shape, dim = (), draw(sampled_from((0, -1)))
     else:
         other = draw(array_shapes(max_dims=3, min_side=1, max_side=4, max_elements=max(1, MAX_ELEMENTS // width)))
         pos = draw(integers(0, len(other)))
@@ -71,8 +77,8 @@ def kernel_inputs(draw, op):
 @given(data=st.data())
 def test_softmax_kernels_read_views_by_their_strides(device, op, data):
     """softmax, torch.masked.softmax and SDPA given logits and a keep mask in any layout
-    (permuted, strided, at an offset, expanded) match the oracle's softmax of the values the
-    views show."""
+    (permuted, strided, at an offset, expanded; 0-d too) keep their shape and match the
+    oracle's softmax of the values the views show."""
     x, keep, dim = data.draw(kernel_inputs(op), label="logits, keep, dim")
     ops = backends.for_device(device)
     case = Case(f"{op} reads its inputs by their strides", device).tensor("x", x).tensor("keep", keep)
@@ -87,6 +93,10 @@ def test_softmax_kernels_read_views_by_their_strides(device, op, data):
     else:
         eye = _identity(x.shape[-1], t.dtype, t.device)
         out = ops.scaled_dot_product_attention(t, eye[None], eye[None], attn_mask=k, scale=1.0)
+    if tuple(out.shape) != x.shape:
+        case.fail(f"{op} changed the shape", expected=x.shape, actual=tuple(out.shape))
+    if not x.shape:  # the oracle's rows need a dim: a 0-d tensor is the row of one entry
+        x, keep, dim = TensorSpec.contiguous((1,), x.dtype, x.values), TensorSpec.contiguous((1,), "bool", keep.values), 0
     check_against_oracle(case, x, keep, dim, read(out))
 
 

@@ -31,8 +31,8 @@ def test_claims_of_sizes_cover_each_range_octave_and_power():
         " | ".join(dict.fromkeys(f"w:{reach.band(n)}" for n in range(17, 21))))
     assert reach.octaves("w", 9) == ("w:0", "w:1", "w:2^1 | w:2^1+1", "w:2^2 | w:2^2+1 | w:2^2<n<2^3 even | w:2^3-1",
                                      "w:2^3 | w:2^3+1")
-    assert reach.powers("w", 9, 1) == ("w:1", "w:2^1", "w:2^1+1", "w:2^2", "w:2^1+1 | w:2^2+1", "w:2^3",
-                                       "w:2^3-1 | w:2^3+1")
+    assert reach.boundaries("w", 9, 1) == ("w:1 | w:2^1", "w:1 | w:2^1 | w:2^1+1", "w:2^1+1 | w:2^2 | w:2^2+1",
+                                           "w:2^3-1 | w:2^3 | w:2^3+1")
 
 
 def test_a_claim_is_a_class_a_glob_or_alternatives():

@@ -11,7 +11,7 @@ property passes.  Every survivor must be listed, with the reason it cannot be ca
 `selftests/zoo_survivors.py`, and every listed survivor must still survive (a kill means
 the entry is stale).  The kill table goes to ``reports/out/zoo.md``.
 
-``ZOO=GLOB`` runs the mutants whose names match (``tox -e zoo``: all); ``ZOO_SHARD=I/N`` runs
+``ZOO=GLOB[,GLOB...]`` runs the mutants whose names match one (``tox -e zoo``: all); ``ZOO_SHARD=I/N`` runs
 one of N shards; with neither, a quarter of the zoo runs (shard 0/4: what ``tox -e selftest``
 and CI run).
 """
@@ -47,7 +47,7 @@ def selected() -> list[str]:
     names = sorted(ZOO)
     pattern, shard = os.environ.get("ZOO"), os.environ.get("ZOO_SHARD")
     if pattern:
-        names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in pattern.split(","))]
     if shard or not pattern:
         i, n = (int(x) for x in (shard or DEFAULT_SHARD).split("/"))
         names = names[i::n]
