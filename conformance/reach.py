@@ -160,32 +160,60 @@ def _torch():
 MAX_VALUES_SCAN = 1 << 16
 
 
+def _array(t):
+    """`t`'s values as a NumPy array (a view where torch allows: no copy on the CPU; bfloat16,
+    which NumPy lacks, as float32).  NumPy's reductions on small arrays cost a microsecond
+    where a torch op costs several: this runs on every tensor of every example."""
+    torch = _torch()
+    a = t.detach()
+    if a.device.type != "cpu":
+        a = a.cpu()
+    if a.dtype == torch.bfloat16:
+        a = a.float()
+    return a.numpy()
+
+
+@functools.lru_cache(maxsize=None)
+def _limits(dtype) -> tuple:
+    torch = _torch()
+    if dtype.is_floating_point:
+        fi = torch.finfo(dtype)
+        return fi.max, fi.tiny
+    ii = torch.iinfo(dtype)
+    return ii.min, ii.max
+
+
 def values_of(t) -> set[str]:
     """The special values `t` holds (see FLOAT_SPECIALS, INT_SPECIALS)."""
+    import numpy as np
+
     torch = _torch()
     if t.numel() == 0 or t.numel() > MAX_VALUES_SCAN or t.dtype == torch.bool:
         return set()
-    a = t.detach()
-    if a.is_floating_point():
-        # the common case (finite, no zero, nothing tiny) in four reductions; the rest only when needed
-        fi = torch.finfo(a.dtype)
-        mag = a.abs()
+    if t.dtype.is_floating_point:
+        big, tiny = _limits(t.dtype)
+        a = _array(t)
         out = set()
-        finite, small = torch.stack([a.isfinite().all(), (mag < fi.tiny).any()]).tolist()
-        if not finite:
-            nan, pos, neg = torch.stack([a.isnan().any(), a.isposinf().any(), a.isneginf().any()]).tolist()
-            out |= {n for n, on in (("nan", nan), ("+inf", pos), ("-inf", neg)) if on}
-            mag = torch.where(mag.isfinite(), mag, torch.zeros((), dtype=mag.dtype))
-        if mag.numel() and float(mag.max()) >= fi.max / 2:
+        finite = np.isfinite(a)
+        if finite.all():
+            mag = np.abs(a)
+        else:
+            out |= {n for n, on in (("nan", np.isnan(a).any()), ("+inf", np.isposinf(a).any()),
+                                    ("-inf", np.isneginf(a).any())) if on}
+            mag = np.abs(a[finite])
+        if mag.size and mag.max() >= big / 2:
             out.add("huge")
-        if small:
-            zero, sub = torch.stack([((a == 0) & a.signbit()).any(), ((mag != 0) & (mag < fi.tiny)).any()]).tolist()
-            out |= {n for n, on in (("-0", zero), ("subnormal", sub)) if on}
+        small = mag < tiny
+        if small.any():
+            if (mag[small] != 0).any():
+                out.add("subnormal")
+            if np.signbit(a[np.asarray(a == 0)]).any():
+                out.add("-0")
         return out
-    if a.dtype in (torch.int32, torch.int64):
-        ii = torch.iinfo(a.dtype)
-        flags = torch.stack([(a == ii.min).any(), (a == ii.max).any()]).tolist()
-        return {name for name, on in zip(INT_SPECIALS, flags) if on}
+    if t.dtype in (torch.int32, torch.int64):
+        lo, hi = _limits(t.dtype)
+        a = _array(t)
+        return {n for n, on in (("min", (a == lo).any()), ("max", (a == hi).any())) if on}
     return set()
 
 
@@ -195,30 +223,31 @@ MASK_ROWS = ("none", "one", "prefix", "all", "other")
 def mask_rows_of(t) -> set[str]:
     """The patterns of a bool mask's rows along its last dim: none set, exactly one, a
     prefix (padding), all, or something else."""
+    import numpy as np
+
     if t.dim() == 0 or t.numel() == 0:
         return set()
-    torch = _torch()
-    rows = t.detach().reshape(-1, t.shape[-1]).to("cpu")
-    count = rows.sum(-1)
     width = t.shape[-1]
-    prefix = (rows == (torch.arange(width) < count[:, None])).all(-1)
-    out = set()
-    c = count.tolist()
-    p = prefix.tolist()
-    for n, is_prefix in zip(c, p):
-        out.add("none" if n == 0 else "all" if n == width else "one" if n == 1 and not is_prefix
-                else "prefix" if is_prefix else "other")
-    return out
+    rows = _array(t).reshape(-1, width)
+    count = rows.sum(-1)
+    prefix = (rows == (np.arange(width) < count[:, None])).all(-1)
+    none, full = count == 0, count == width
+    found = {"none": none, "all": full, "one": (count == 1) & ~prefix,
+             "prefix": prefix & ~none & ~full, "other": ~prefix & (count != 1) & ~none & ~full}
+    return {name for name, rows_of in found.items() if rows_of.any()}
 
 
 def mask_varies(t) -> set[str]:
     """Which of the leading dims of a mask of 3+ dims the mask differs along: "dim-3"
     (the head dim of an attention mask) and "dim-4" (its batch dim)."""
     out = set()
+    if t.dim() < 3:
+        return out
+    a = _array(t)
     for d, name in ((-3, "dim-3"), (-4, "dim-4")):
-        if t.dim() >= -d and t.shape[d] > 1:
-            first = t.narrow(d, 0, 1)
-            if not bool((t == first).all()):
+        if a.ndim >= -d and a.shape[d] > 1:
+            first = a.take([0], axis=d)
+            if (a != first).any():
                 out.add(name)
     return out
 
@@ -243,7 +272,7 @@ def _classes_of(t) -> set[str]:
     cls.add(f"dtype:{dtype}")
     cls.update(f"values:{v}" for v in values_of(t))
     if dtype == "bool":
-        n = int(t.sum()) if t.numel() else 0
+        n = int(_array(t).sum()) if t.numel() else 0
         cls.add("mask:all" if n == t.numel() else "mask:none" if n == 0 else "mask:mixed")
         cls.update(f"rows:{r}" for r in mask_rows_of(t))
         cls.update(f"varies:{v}" for v in mask_varies(t))

@@ -280,35 +280,33 @@ def _blocks_not_combined(block):
 
 
 def _narrow_accumulation(op, fn):
-    def faulty(*args, **kwargs):
-        keys = _tensor_positions(op, args, kwargs)
-        dtypes = {_get(args, kwargs, k).dtype for k in keys}
-        if not dtypes & {torch.float32, torch.float64}:
-            return fn(*args, **kwargs)
-        target = next(d for d in (torch.float64, torch.float32) if d in dtypes)
-        for k in keys:
-            t = _get(args, kwargs, k)
-            if t.dtype in (torch.float32, torch.float64):
-                args, kwargs = _with(args, kwargs, k, t.to(torch.bfloat16))
-        out = fn(*args, **kwargs)
-        if _is_tensor(out) and out.dtype == torch.bfloat16:
-            return out.to(target)
-        return out
-    if op in INPLACE:  # self keeps its dtype: compute a copy in bfloat16 and write it back rounded
+    wide = (torch.float32, torch.float64)
+    if op in INPLACE:  # self keeps its dtype: the op runs on a bfloat16 copy, written back
         def faulty_inplace(self, *args, **kwargs):
-            if self.dtype not in (torch.float32, torch.float64):
+            if self.dtype not in wide:
                 return fn(self, *args, **kwargs)
             low = self.detach().to(torch.bfloat16)
-            rest = [a.to(torch.bfloat16) if _is_tensor(a) and a.dtype in (torch.float32, torch.float64) else a
-                    for a in args]
             try:
-                fn(low, *rest, **kwargs)
+                fn(low, *(a.to(torch.bfloat16) if _is_tensor(a) and a.dtype in wide else a for a in args), **kwargs)
             except Exception:
                 return fn(self, *args, **kwargs)
             with torch.no_grad():
                 self.copy_(low)
             return self
         return faulty_inplace
+
+    def faulty(*args, **kwargs):
+        keys = _tensor_positions(op, args, kwargs)
+        dtypes = {_get(args, kwargs, k).dtype for k in keys}
+        if not dtypes & set(wide):
+            return fn(*args, **kwargs)
+        target = next(d for d in (torch.float64, torch.float32) if d in dtypes)
+        for k in keys:
+            t = _get(args, kwargs, k)
+            if t.dtype in wide:
+                args, kwargs = _with(args, kwargs, k, t.to(torch.bfloat16))
+        out = fn(*args, **kwargs)
+        return out.to(target) if _is_tensor(out) and out.dtype == torch.bfloat16 else out
     return faulty
 
 
