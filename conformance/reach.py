@@ -341,8 +341,14 @@ def _pair_classes(arrays) -> set[str]:
             out.add(f"rank:{arrays[ranks.index(top)][0]}-highest")
     else:
         out.add("rank:equal")
-    nd = max(ranks)
-    for k in range(1, nd + 1):
+    return out | _column_classes(shapes)
+
+
+def _column_classes(shapes) -> set[str]:
+    """What the right-aligned columns of `shapes` hold: a 1 against n > 1, a 1 against 0,
+    two sizes that clash."""
+    out = set()
+    for k in range(1, max((len(s) for s in shapes), default=0) + 1):
         col = [s[-k] for s in shapes if len(s) >= k]
         if 1 in col and any(c > 1 for c in col):
             out.add("stretch:1-vs-n")
@@ -368,18 +374,8 @@ def _shape_classes(shapes) -> set[str]:
             out.add("size:negative")
         if 0 in s:
             out.add("size:0")
-    ranks = {len(s) for s in norm}
-    out.add("rank:mixed" if len(ranks) > 1 else "rank:equal")
-    nd = max(ranks, default=0)
-    for k in range(1, nd + 1):
-        col = [s[-k] for s in norm if len(s) >= k]
-        if 1 in col and any(c > 1 for c in col):
-            out.add("stretch:1-vs-n")
-        if 1 in col and 0 in col:
-            out.add("stretch:1-vs-0")
-        if len(set(col) - {1}) > 1:
-            out.add("sizes:incompatible")
-    return out
+    out.add("rank:mixed" if len({len(s) for s in norm}) > 1 else "rank:equal")
+    return out | _column_classes(norm)
 
 
 def _softmax_classes(args, kwargs) -> set[str]:

@@ -147,14 +147,18 @@ def lt_left_aligned():
         "test_layout_does_not_change_results")
 def add_ignores_strides():
     def add(a, b, **kw):
-        def flat(t):
-            if isinstance(t, T) and not t.is_contiguous() and t.numel():
-                n = t.numel()
-                return t.as_strided((n,), (1,), t.storage_offset()).reshape(t.shape) \
-                    if t.untyped_storage().nbytes() >= (t.storage_offset() + n) * t.element_size() else t
-            return t
-        return ORIG.add(flat(a), flat(b), **kw)
+        return ORIG.add(_in_storage_order(a), _in_storage_order(b), **kw)
     return {"add": add}
+
+
+def _in_storage_order(t):
+    """A non-contiguous tensor read as its storage's next numel() values from its offset (a
+    kernel that ignores strides), where the storage holds that many."""
+    if isinstance(t, T) and not t.is_contiguous() and t.numel():
+        n = t.numel()
+        if t.untyped_storage().nbytes() >= (t.storage_offset() + n) * t.element_size():
+            return t.as_strided((n,), (1,), t.storage_offset()).reshape(t.shape)
+    return t
 
 
 @mutant("torch.where left-aligns a lower-rank condition",
@@ -477,12 +481,7 @@ def tril_negative_diagonal_as_positive():
 @mutant("Tensor.softmax reads a non-contiguous input in storage order, ignoring its strides",
         "test_softmax_kernels_read_views_by_their_strides")
 def softmax_ignores_strides():
-    def sm(x, dim):
-        n = x.numel()
-        if not x.is_contiguous() and n and x.untyped_storage().nbytes() >= (x.storage_offset() + n) * x.element_size():
-            x = x.as_strided((n,), (1,), x.storage_offset()).reshape(x.shape)
-        return ORIG.softmax(x, dim)
-    return {"softmax": sm}
+    return {"softmax": lambda x, dim: ORIG.softmax(_in_storage_order(x), dim)}
 
 
 @mutant("Tensor.softmax takes a nan-skipping max and sum (nan read as -inf): a kept nan vanishes",
