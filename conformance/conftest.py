@@ -138,13 +138,19 @@ def pytest_generate_tests(metafunc):
     if "device" in metafunc.fixturenames:
         params = []
         backend = backends.active()
+        kernels = "kernel" in metafunc.fixturenames  # SDPA properties: once per kernel of each device
         for d in _selected(metafunc.config):
             marks = [] if devices.is_available(d) else [
                 pytest.mark.skip(reason=f"device {d!r} is not available in this torch build/machine")]
             if not backend.runs_on(d):
                 marks = [pytest.mark.skip(reason=f"backend {backend.name!r} does not run on {d!r}")]
-            params.append(pytest.param(d, id=d, marks=marks))
-        metafunc.parametrize("device", params)
+            if kernels:
+                from conformance.attention_apis import kernels_for
+
+                params += [pytest.param(d, k, id=f"{d}-{k}", marks=marks) for k in kernels_for(d)]
+            else:
+                params.append(pytest.param(d, id=d, marks=marks))
+        metafunc.parametrize(("device", "kernel") if kernels else "device", params)
 
 
 def _missing_ops(backend, item) -> list[str]:

@@ -265,6 +265,10 @@ def tensor_classes(prefix: str, t) -> set[str]:
 
 
 def _classes_of(t) -> set[str]:
+    if type(t).__name__ == "CausalBias":  # torch.nn.attention.bias: a tensor subclass with no storage
+        return {f"causal-bias:{t.variant.name.lower().replace('_', '-')}"}
+    if getattr(t, "is_nested", False):  # jagged: no strides or NumPy view to read
+        return {"layout:jagged", f"ndim:{t.dim()}", f"dtype:{str(t.dtype).removeprefix('torch.')}"}
     cls = {f"layout:{k}" for k in layouts_of(t)}
     cls.add(f"ndim:{t.dim()}")
     cls.add(f"numel:{band(t.numel())}")
@@ -298,6 +302,8 @@ ARGS = {
     "scaled_dot_product_attention": ("q", "k", "v"),
     "tril": ("x", None),
     "multihead_attention": (None, "query", "key", "value"),
+    "transformer_encoder": (None, "src"),
+    "flex_attention": ("q", "k", "v", None),
 }
 # ops whose tensor arguments broadcast together
 BROADCASTING = ("broadcast_tensors", "add", "mul", "eq", "lt", "where", "add_", "sub_", "mul_", "iadd",
@@ -390,12 +396,51 @@ def _softmax_classes(args, kwargs) -> set[str]:
 
 def _sdpa_classes(args, kwargs) -> set[str]:
     q, k = args[0], args[1]
+    out = {f"kernel:{_kernel()}"}
+    if kwargs.get("is_causal"):
+        out.add("is_causal")
+    if kwargs.get("enable_gqa"):
+        out.add("enable_gqa")
+        out.add("gqa:" + ("divides" if q.dim() >= 3 and k.shape[-3] and q.shape[-3] % k.shape[-3] == 0
+                          else "does-not-divide"))
+    if getattr(q, "is_nested", False):
+        return out | {"nested:jagged", f"E:{band(q.shape[-1])}"}
     L, S, E = q.shape[-2], k.shape[-2], q.shape[-1]
-    out = {f"L:{band(L)}", f"S:{band(S)}", f"E:{band(E)}",
-           "L<S" if L < S else "L=S" if L == S else "L>S"}
+    out |= {f"L:{band(L)}", f"S:{band(S)}", f"E:{band(E)}", "L<S" if L < S else "L=S" if L == S else "L>S"}
     mask = kwargs.get("attn_mask")
     if mask is not None:
-        out.add(f"attn_mask.form:{_mask_form(mask, q, S)}")
+        if type(mask).__name__ == "CausalBias":
+            out.add("attn_mask.kind:causal-bias")
+        else:
+            out.add(f"attn_mask.kind:{'bool' if str(mask.dtype) == 'torch.bool' else 'float'}")
+            out.add(f"attn_mask.form:{_mask_form(mask, q, S)}")
+    return out
+
+
+def _kernel() -> str:
+    """The SDPA kernel the call is pinned to ("any" when none is): conformance.attention_apis.pinned."""
+    from conformance import attention_apis
+
+    return attention_apis.current_kernel() or "any"
+
+
+def _flex_classes(args, kwargs) -> set[str]:
+    q, k = args[0], args[1]
+    L, S = q.shape[-2], k.shape[-2]
+    return {f"L:{band(L)}", f"S:{band(S)}", f"E:{band(q.shape[-1])}", "L<S" if L < S else "L=S" if L == S else "L>S"}
+
+
+def _path(module) -> str:
+    """fast: eval mode without grad (the native fused paths of MHA and the encoder), else slow."""
+    import torch
+
+    return "path:slow" if module.training or torch.is_grad_enabled() else "path:fast"
+
+
+def _encoder_classes(args, kwargs) -> set[str]:
+    out = {_path(args[0])}
+    if kwargs.get("is_causal"):
+        out.add("is_causal")
     return out
 
 
@@ -448,7 +493,9 @@ def _mha_classes(args, kwargs) -> set[str]:
     if key.dim() not in (2, 3):
         return set()
     S = key.shape[1] if key.dim() == 3 and getattr(module, "batch_first", False) else key.shape[0]
-    return {f"S:{band(S)}", f"heads:{getattr(module, 'num_heads', 0)}"}
+    weights = kwargs.get("need_weights", args[6] if len(args) > 6 else True)
+    return {f"S:{band(S)}", f"heads:{getattr(module, 'num_heads', 0)}", f"need_weights:{bool(weights)}",
+            _path(module)}
 
 
 _OP_CLASSES = {
@@ -456,7 +503,7 @@ _OP_CLASSES = {
     "softmax": _softmax_classes, "masked_softmax": _softmax_classes,
     "scaled_dot_product_attention": _sdpa_classes, "expand": _expand_classes,
     "broadcast_to": _broadcast_to_classes, "masked_fill": _fill_classes, "masked_fill_": _fill_classes,
-    "tril": _tril_classes,
+    "tril": _tril_classes, "transformer_encoder": _encoder_classes, "flex_attention": _flex_classes,
 }
 
 

@@ -89,3 +89,12 @@ def cross_backend(dtype: str) -> Tolerance | None:
         return None
     slack = CROSS_BACKEND_ULPS[dtype] * finfo_eps(dtype)
     return Tolerance(atol=slack, rtol=slack)
+
+
+def projected(tol: Tolerance, dtype: str, row_abs_sum: float, terms: int) -> Tolerance:
+    """Tolerance after a linear layer ``y = W @ x + b``: an error of ``tol`` in each x moves y by
+    at most ``tol.atol * sum_c |W[r, c]|`` (plus its relative part on |x|), and the layer's own
+    sum of `terms` products rounds once per term in `dtype`."""
+    eps = finfo_eps(dtype)
+    return Tolerance(atol=tol.atol * max(row_abs_sum, 1.0) + 2 * terms * eps,
+                     rtol=tol.rtol + 2 * terms * eps)

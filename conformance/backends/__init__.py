@@ -25,10 +25,15 @@ masked_fill(x, mask, value)         out of place; value a Python scalar or 0-d t
 masked_fill_(x, mask, value)        in place; returns x
 softmax(x, dim)                     x.softmax(dim)
 masked_softmax(x, dim, mask)        torch.masked.softmax (mask True = keep)
-scaled_dot_product_attention(q, k, v, attn_mask=None, scale=None)
+scaled_dot_product_attention(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False)
+                                    q, k, v dense or jagged nested; the kernel is pinned by the
+                                    caller (torch.nn.attention.sdpa_kernel)
 tril(x, diagonal=0)                 torch.tril (how tutorials build causal masks)
-multihead_attention(module, q, k, v, key_padding_mask=None, attn_mask=None)
-                                    (output, per-head weights) of an nn.MultiheadAttention
+multihead_attention(module, q, k, v, key_padding_mask=None, attn_mask=None, need_weights=True)
+                                    (output, per-head weights or None) of an nn.MultiheadAttention
+transformer_encoder(module, src, mask=None, src_key_padding_mask=None, is_causal=None)
+                                    the output of an nn.TransformerEncoder (fast or slow path)
+flex_attention(q, k, v, mask_mod)   FlexAttention with create_block_mask(mask_mod, B, H, L, S)
 ==================================  =====================================================
 
 **Arrays** (only for a backend whose arrays are not torch tensors, like ``numpy``; such a
@@ -60,7 +65,8 @@ from conformance.devices import device_type
 
 OPS = ("broadcast_shapes", "broadcast_tensors", "expand", "broadcast_to", "add", "mul", "eq", "lt",
        "where", "add_", "sub_", "mul_", "iadd", "masked_fill", "masked_fill_", "softmax",
-       "masked_softmax", "scaled_dot_product_attention", "tril", "multihead_attention")
+       "masked_softmax", "scaled_dot_product_attention", "tril", "multihead_attention",
+       "transformer_encoder", "flex_attention")
 ARRAY_FUNCTIONS = ("from_spec", "to_list", "shape", "strides", "shares_memory")
 SETTINGS = ("NAME", "DTYPES", "DEVICES", "DEVIATIONS", "DIFFERENTIAL")
 HOOKS = ("reset",)

@@ -90,15 +90,36 @@ def masked_softmax(x, dim, mask):
     return torch.masked.softmax(x, dim, mask=mask)
 
 
-def scaled_dot_product_attention(q, k, v, attn_mask=None, scale=None):
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+def scaled_dot_product_attention(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+    """F.scaled_dot_product_attention; q, k, v may be jagged nested tensors.  The SDPA kernel is
+    the caller's choice (torch.nn.attention.sdpa_kernel around the call)."""
+    extra = {"enable_gqa": True} if enable_gqa else {}  # enable_gqa: torch >= 2.5
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale, is_causal=is_causal, **extra)
 
 
 def tril(x, diagonal=0):
     return torch.tril(x, diagonal)
 
 
-def multihead_attention(module, query, key, value, key_padding_mask=None, attn_mask=None):
-    """(output, per-head weights) of ``nn.MultiheadAttention`` ``module``."""
+def multihead_attention(module, query, key, value, key_padding_mask=None, attn_mask=None, need_weights=True):
+    """(output, per-head weights or None) of ``nn.MultiheadAttention`` ``module``; which path it
+    takes (need_weights, the fast path in eval mode without grad) is the caller's choice."""
     return module(query, key, value, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
-                  average_attn_weights=False)
+                  need_weights=need_weights, average_attn_weights=False)
+
+
+def transformer_encoder(module, src, mask=None, src_key_padding_mask=None, is_causal=None):
+    """``nn.TransformerEncoder`` ``module`` on src; its fast path (eval mode, no grad, nested
+    tensors) or slow path is the caller's choice."""
+    return module(src, mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=is_causal)
+
+
+def flex_attention(q, k, v, mask_mod):
+    """FlexAttention (eager) with the block mask ``create_block_mask(mask_mod, B, H, L, S)``
+    built on q's device."""
+    from torch.nn.attention.flex_attention import create_block_mask
+    from torch.nn.attention.flex_attention import flex_attention as flex
+
+    b, h, L, S = q.shape[0], q.shape[1], q.shape[-2], k.shape[-2]
+    block_mask = create_block_mask(mask_mod, b, h, L, S, device=q.device)
+    return flex(q, k, v, block_mask=block_mask)

@@ -1,0 +1,152 @@
+"""The attention APIs the suite checks, and what each does with a mask: one table.
+
+Every API here expresses a `conformance.attention.LogicalMask` its own way (True = keep for
+SDPA's bool masks and FlexAttention's mask_mod, True = ignore for MultiheadAttention and the
+encoder, an additive float bias, a causal flag or bias object, ragged lengths).  Where they
+differ is the row of a query with no key left: each API's policy for it, the release it
+holds from, and where it is stated, are in `POLICIES`; `policy(name)` gives the one of the
+running torch.  SDPA's kernels are in `KERNELS`: a property over SDPA runs once per kernel
+the device offers, pinned with ``torch.nn.attention.sdpa_kernel`` (a kernel that refuses an
+input raises, and the property counts the refusal: nothing is rerouted to another kernel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from conformance.devices import device_type
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What an API returns for a query with no kept key, from a torch release on."""
+
+    api: str
+    rows: str        # "zeros", "nan", "mean-of-v" (uniform average of v's rows), "zeros-at-padding"
+    torch: str       # PEP 440 specifier of the releases it holds for
+    source: str      # where it is stated (docs, release notes, the PR, or "observed")
+
+
+POLICIES = (
+    Policy("sdpa", "nan", "<2.5", "softmax of a row of -inf (the documented behaviour before 2.5)"),
+    Policy("sdpa", "zeros", ">=2.5", "PyTorch 2.5 release notes; _safe_softmax in the math kernel and the "
+                                     "fused kernels (pytorch/pytorch#131060, #133882)"),
+    Policy("sdpa-finfo-min", "mean-of-v", ">=2.0",
+           "not masked at all: x + finfo.min rounds every score of the row to the same value when |x| is "
+           "below half an ulp of finfo.min (float32, bfloat16, float64), so softmax is uniform and the "
+           "output is the mean of v's rows; in float16 (ulp 32) a convex combination of v's rows"),
+    Policy("mha-need-weights", "nan", ">=2.0", "observed; undocumented: softmax of -inf rows in "
+                                               "F.multi_head_attention_forward"),
+    Policy("mha-no-weights", "nan", "<2.5", "goes through SDPA (F.multi_head_attention_forward, need_weights=False)"),
+    Policy("mha-no-weights", "zeros", ">=2.5", "goes through SDPA, whose policy changed in 2.5"),
+    Policy("mha-fast-path", "nan", ">=2.0", "observed; undocumented: torch._native_multi_head_attention "
+                                            "(eval, no grad, need_weights=False)"),
+    Policy("encoder-fast-path", "zeros-at-padding", ">=2.0",
+           "nn.TransformerEncoder converts to a nested tensor and back with to_padded_tensor(0.0): "
+           "padded positions come back as 0 (torch/nn/modules/transformer.py)"),
+    Policy("flex", "zeros", ">=2.5", "torch/_higher_order_ops/flex_attention.py: 'Set fully masked rows' "
+                                     "sumexp to 0.0' (FlexAttention first released in 2.5)"),
+)
+
+_VERSION = None
+
+
+def torch_version() -> Version:
+    global _VERSION
+    if _VERSION is None:
+        import torch
+
+        _VERSION = Version(Version(torch.__version__).base_version)
+    return _VERSION
+
+
+def policy(api: str) -> Policy:
+    """The policy of `api` for the running torch (a LookupError names the gap in the table)."""
+    v = torch_version()
+    for p in POLICIES:
+        if p.api == api and v in SpecifierSet(p.torch):
+            return p
+    raise LookupError(f"no fully-masked policy of {api!r} for torch {v} in conformance/attention_apis.py")
+
+
+# --------------------------------------------------------------------------- SDPA kernels
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str          # the test-id part
+    backend: str       # torch.nn.attention.SDPBackend member
+    devices: tuple     # device types that offer it
+
+
+KERNELS = (
+    Kernel("math", "MATH", ("cpu", "cuda", "mps", "xpu")),
+    Kernel("flash", "FLASH_ATTENTION", ("cpu", "cuda", "xpu")),
+    Kernel("efficient", "EFFICIENT_ATTENTION", ("cuda",)),
+    Kernel("cudnn", "CUDNN_ATTENTION", ("cuda",)),
+)
+KERNEL_NAMES = tuple(k.name for k in KERNELS)
+
+
+def kernels_for(device: str) -> tuple[str, ...]:
+    """The SDPA kernels `device` offers (each property over SDPA runs once per kernel)."""
+    t = device_type(device)
+    return tuple(k.name for k in KERNELS if t in k.devices) or ("math",)
+
+
+_pinned: list[str] = []
+
+
+@contextlib.contextmanager
+def pinned(kernel: str):
+    """Run SDPA with `kernel` only (torch.nn.attention.sdpa_kernel); a kernel that cannot take
+    the input raises instead of falling back to another."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = getattr(SDPBackend, next(k.backend for k in KERNELS if k.name == kernel))
+    _pinned.append(kernel)
+    try:
+        with sdpa_kernel([backend]):
+            yield
+    finally:
+        _pinned.pop()
+
+
+def current_kernel() -> str | None:
+    """The kernel SDPA calls are pinned to now (None: torch chooses)."""
+    return _pinned[-1] if _pinned else None
+
+
+# What SDPA says when the pinned kernel cannot take an input: its checks warn why, then it raises
+# one of these (sdp_utils_cpp.cpp, torch/nested/_internal/sdpa.py).
+_REFUSALS = ("No available kernel", "No viable backend for scaled_dot_product_attention")
+
+
+def refusal(err: BaseException | None) -> str | None:
+    """The reason, when `err` is the pinned kernel refusing its input (not a wrong argument)."""
+    if err is None or not isinstance(err, RuntimeError):
+        return None
+    text = str(err)
+    return next((r for r in _REFUSALS if r in text), None)
+
+
+# the releases that have each API the family checks (an older torch skips its property, saying why)
+FEATURES = {
+    "sdpa_kernel": (">=2.3", "torch.nn.attention.sdpa_kernel"),
+    "causal_bias": (">=2.3", "torch.nn.attention.bias.causal_upper_left / causal_lower_right"),
+    "jagged": (">=2.3", "nested tensors with layout=torch.jagged that SDPA accepts"),
+    "enable_gqa": (">=2.5", "scaled_dot_product_attention(..., enable_gqa=True)"),
+    "flex_attention": (">=2.5", "torch.nn.attention.flex_attention"),
+}
+
+
+def has(feature: str) -> str | None:
+    """None when the running torch has `feature` (FEATURES); else why its property is skipped."""
+    spec, what = FEATURES[feature]
+    if torch_version() in SpecifierSet(spec):
+        return None
+    return f"torch {torch_version()} lacks {what} (torch {spec})"
