@@ -502,8 +502,8 @@ def masked_softmax_wraps_dim():
 
 @mutant("MultiheadAttention drops key_padding_mask", "test_multihead_attention_weights_match_oracle")
 def mha_ignores_key_padding_mask():
-    def mha(module, query, key, value, key_padding_mask=None, attn_mask=None):
-        return ORIG.multihead_attention(module, query, key, value, None, attn_mask)
+    def mha(module, query, key, value, key_padding_mask=None, attn_mask=None, **kw):
+        return ORIG.multihead_attention(module, query, key, value, None, attn_mask, **kw)
     return {"multihead_attention": mha}
 
 
@@ -543,3 +543,134 @@ def broadcast_to_hangs_on_empty_shapes():
                 time.sleep(3600)
         return ORIG.broadcast_to(x, shape)
     return {"broadcast_to": bt}
+
+
+# --------------------------------------------------------------------------- attention APIs
+# (conformance/test_attention_apis.py): each a bug attention code has met in the wild
+
+
+@mutant("is_causal=True aligns the causal mask lower-right (j <= i + S - L) when L != S",
+        "test_sdpa_causal_variants_align_as_documented")
+def sdpa_is_causal_lower_right():
+    def sdpa(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+        if is_causal and attn_mask is None and q.shape[-2] != k.shape[-2]:
+            from torch.nn.attention.bias import causal_lower_right
+            attn_mask, is_causal = causal_lower_right(q.shape[-2], k.shape[-2]), False
+        return ORIG.scaled_dot_product_attention(q, k, v, attn_mask, scale, is_causal, enable_gqa)
+    return {"scaled_dot_product_attention": sdpa}
+
+
+@mutant("enable_gqa maps query head h to kv head h % Hkv (k.repeat) instead of h // group (repeat_interleave)",
+        "test_sdpa_gqa_matches_repeated_kv_heads")
+def sdpa_gqa_heads_tiled():
+    def sdpa(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+        if enable_gqa and not q.is_nested and q.shape[-3] % k.shape[-3] == 0:
+            g = q.shape[-3] // k.shape[-3]
+            k, v, enable_gqa = k.repeat(1, g, 1, 1), v.repeat(1, g, 1, 1), False
+        return ORIG.scaled_dot_product_attention(q, k, v, attn_mask, scale, is_causal, enable_gqa)
+    return {"scaled_dot_product_attention": sdpa}
+
+
+@mutant("an SDPA kernel returns nan for a query whose float mask is -inf everywhere (softmax of -inf rows)",
+        "test_sdpa_mask_expressions_match_oracle")
+def sdpa_float_mask_fully_masked_nan():
+    def sdpa(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+        out = ORIG.scaled_dot_product_attention(q, k, v, attn_mask, scale, is_causal, enable_gqa)
+        if attn_mask is not None and attn_mask.dtype.is_floating_point and not q.is_nested:
+            dead = torch.broadcast_to(attn_mask == float("-inf"), (*out.shape[:-1], k.shape[-2])).all(-1, keepdim=True)
+            out = out.masked_fill(dead, float("nan"))
+        return out
+    return {"scaled_dot_product_attention": sdpa}
+
+
+@mutant("SDPA drops attn_mask when is_causal=True is also given, instead of raising",
+        "test_sdpa_refuses_attn_mask_with_is_causal")
+def sdpa_causal_drops_mask():
+    def sdpa(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+        if is_causal:
+            attn_mask = None
+        return ORIG.scaled_dot_product_attention(q, k, v, attn_mask, scale, is_causal, enable_gqa)
+    return {"scaled_dot_product_attention": sdpa}
+
+
+@mutant("SDPA reads a 1-d attn_mask [S] as a column [S, 1]",
+        "test_sdpa_accepts_a_one_dimensional_mask")
+def sdpa_1d_mask_as_queries():
+    def sdpa(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+        if attn_mask is not None and attn_mask.dim() == 1:
+            attn_mask = attn_mask[:, None]  # broadcasts only where S == L, and then wrongly
+        return ORIG.scaled_dot_product_attention(q, k, v, attn_mask, scale, is_causal, enable_gqa)
+    return {"scaled_dot_product_attention": sdpa}
+
+
+@mutant("SDPA on jagged nested tensors pads the batch and attends over the padding too",
+        "test_sdpa_on_jagged_nested_tensors_matches_oracle")
+def jagged_sdpa_attends_to_padding():
+    def sdpa(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+        if getattr(q, "is_nested", False):
+            lengths = [t.shape[1] for t in q.unbind()]
+            dense = [t.to_padded_tensor(0.0) for t in (q, k, v)]
+            out = ORIG.scaled_dot_product_attention(*dense, None, scale)
+            parts = [out[i, :, :n].transpose(0, 1) for i, n in enumerate(lengths)]
+            return torch.nested.nested_tensor(parts, layout=torch.jagged).transpose(1, 2)
+        return ORIG.scaled_dot_product_attention(q, k, v, attn_mask, scale, is_causal, enable_gqa)
+    return {"scaled_dot_product_attention": sdpa}
+
+
+@mutant("MultiheadAttention's fast path (eval, no grad) drops key_padding_mask",
+        "test_multihead_attention_paths_match_oracle")
+def mha_fast_path_drops_key_padding_mask():
+    def mha(module, query, key, value, key_padding_mask=None, attn_mask=None, need_weights=True):
+        if not module.training and not torch.is_grad_enabled():
+            key_padding_mask = None
+        return ORIG.multihead_attention(module, query, key, value, key_padding_mask, attn_mask, need_weights)
+    return {"multihead_attention": mha}
+
+
+@mutant("TransformerEncoder's fast path (eval, no grad) drops src_key_padding_mask",
+        "test_transformer_encoder_fast_path_matches_slow_path")
+def encoder_fast_path_drops_padding_mask():
+    def enc(module, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        if not module.training and not torch.is_grad_enabled() and mask is None:
+            src_key_padding_mask = None
+        return ORIG.transformer_encoder(module, src, mask, src_key_padding_mask, is_causal)
+    return {"transformer_encoder": enc}
+
+
+@mutant("FlexAttention returns nan for a query whose mask_mod keeps no key (0 / 0 in the kernel)",
+        "test_flex_attention_mask_mod_matches_oracle")
+def flex_fully_masked_nan():
+    def flex(q, k, v, mask_mod):
+        from torch.nn.attention.flex_attention import create_mask
+        out = ORIG.flex_attention(q, k, v, mask_mod)
+        keep = create_mask(mask_mod, q.shape[0], q.shape[1], q.shape[-2], k.shape[-2], device=q.device)
+        return out.masked_fill(~keep.any(-1, keepdim=True), float("nan"))
+    return {"flex_attention": flex}
+
+
+@mutant("a torch whose CPU flash kernel raises for attn_mask with is_causal=True, as documented: the "
+        "deviation entry must then be removed", "test_sdpa_refuses_attn_mask_with_is_causal")
+def sdpa_flash_refuses_mask_with_causal():
+    def sdpa(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+        if attn_mask is not None and is_causal:
+            raise RuntimeError("Explicit attn_mask should not be set when is_causal=True")
+        return ORIG.scaled_dot_product_attention(q, k, v, attn_mask, scale, is_causal, enable_gqa)
+    return {"scaled_dot_product_attention": sdpa}
+
+
+@mutant("a torch whose flash kernel takes 1-d masks and whose nested paths take a batch of empty sequences: "
+        "both deviation entries must then be removed", "test_sdpa_accepts_a_one_dimensional_mask",
+        "test_fast_paths_accept_a_batch_of_empty_sequences")
+def attention_edge_cases_fixed():
+    def sdpa(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+        if attn_mask is not None and attn_mask.dim() == 1:
+            attn_mask = attn_mask[None]
+        if getattr(q, "is_nested", False) and all(t.shape[1] == 0 for t in q.unbind()):
+            return q.clone()
+        return ORIG.scaled_dot_product_attention(q, k, v, attn_mask, scale, is_causal, enable_gqa)
+
+    def enc(module, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        if src_key_padding_mask is not None and bool(src_key_padding_mask.all()) and not module.training:
+            return torch.zeros_like(src)
+        return ORIG.transformer_encoder(module, src, mask, src_key_padding_mask, is_causal)
+    return {"scaled_dot_product_attention": sdpa, "transformer_encoder": enc}

@@ -34,7 +34,11 @@ VIEWS = ("broadcast_tensors", "expand", "broadcast_to")
 ELEMENTWISE = ("add", "mul", "eq", "lt", "where", "masked_fill", "tril")
 INPLACE = ("add_", "sub_", "mul_", "iadd", "masked_fill_")
 ROWWISE = ("softmax", "masked_softmax", "scaled_dot_product_attention", "multihead_attention")
-TENSOR_OPS = tuple(op for op in OPS if op != "broadcast_shapes")
+# the ops the generic templates fit: the encoder and FlexAttention take a module or a mask_mod
+# and never an input they must refuse or an empty one; their bugs are hand mutants
+# (selftests/mutants.py, the attention-API section)
+GENERIC_OPS = tuple(op for op in OPS if op not in ("transformer_encoder", "flex_attention"))
+TENSOR_OPS = tuple(op for op in GENERIC_OPS if op != "broadcast_shapes")
 VALUE_OPS = (*ELEMENTWISE, *INPLACE, *ROWWISE)
 BROADCASTING = reach.BROADCASTING
 FLOAT = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -503,9 +507,9 @@ TEMPLATES = [
     Template("negative_dim_off_by_one", "a negative dim is wrapped one too far (dim - 1)", "dim negative, 2+ dims",
              ("softmax", "masked_softmax"), _negative_dim_off_by_one),
     Template("empty_raises", "an input with no elements raises instead of giving an empty result",
-             "an input (a shape) with a 0", OPS, _empty_raises),
+             "an input (a shape) with a 0", GENERIC_OPS, _empty_raises),
     Template("errors_swallowed", "an invalid input is accepted: the error is swallowed and a plausible result "
-             "returned", "inputs the op must refuse", OPS, _errors_swallowed),
+             "returned", "inputs the op must refuse", GENERIC_OPS, _errors_swallowed),
     Template("mask_from_first_head", "a mask of 3+ dims is read from its first head for every head",
              "a mask that varies along dim -3", tuple(MASKS), _mask_from_first(-3)),
     Template("mask_from_first_batch", "a mask is read from its first batch entry for every batch (dim -4; a "
@@ -533,7 +537,7 @@ TEMPLATES = [
 ]
 
 
-def _generate() -> dict[str, ZooMutant]:
+def _generate() -> dict[str, ZooMutant]:  # noqa: D103
     out = {}
     for template in TEMPLATES:
         for op in template.ops:
