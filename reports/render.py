@@ -82,6 +82,38 @@ def matrix(doc: dict) -> tuple[list[str], list[tuple[str, str, dict]]]:
     return devices, [(name, params, cells) for (name, params), cells in sorted(rows.items())]
 
 
+def kernel_matrix(doc: dict) -> tuple[list[str], list[tuple[str, dict]]]:
+    """(kernels, rows) for the properties run once per SDPA kernel (a ``kernel`` parameter): a
+    row per property and device, a cell per kernel with its outcome, the examples it checked and
+    those the kernel refused (reach classes ``refused:REASON``, the kernel's own reason)."""
+    kernels: list[str] = []
+    rows: dict[str, dict] = defaultdict(dict)
+    for r in doc["results"]:
+        k = r["params"].get("kernel")
+        if k is None:
+            continue
+        if k not in kernels:
+            kernels.append(k)
+        counts = (r.get("reach") or {}).get("counts", {})
+        refused = {c.removeprefix("refused:"): n for c, n in counts.items() if c.startswith("refused:")}
+        rows[f"{r['property']} ({r['device'] or NO_DEVICE})"][k] = {
+            "outcome": r["outcome"], "examples": r.get("examples"), "refused": refused, "id": r["id"]}
+    from conformance.attention_apis import KERNEL_NAMES
+
+    kernels.sort(key=lambda k: KERNEL_NAMES.index(k) if k in KERNEL_NAMES else len(KERNEL_NAMES))
+    return kernels, sorted(rows.items())
+
+
+def kernel_cell(c: dict | None) -> str:
+    if c is None:
+        return ""
+    refused = sum(c["refused"].values())
+    text = f"{SYMBOL[c['outcome']]} {c['examples'] if c['examples'] is not None else '-'}"
+    if refused:
+        text += f" ({refused} refused: " + "; ".join(f"{n}× {why}" for why, n in sorted(c["refused"].items())) + ")"
+    return text
+
+
 def failures(doc: dict) -> list[dict]:
     order = {o: i for i, o in enumerate(schema.OUTCOMES)}
     return sorted((r for r in doc["results"] if r["failure"] and r["outcome"] != "known_deviation"),
@@ -129,6 +161,14 @@ def markdown(doc: dict) -> str:
         shown = [SYMBOL[cells[d]["outcome"]] if d in cells else "" for d in devices]
         shown = [f"**{s}**" if s.isupper() else s for s in shown]
         out.append(f"| {code(name)} | {code(params)} | " + " | ".join(shown) + " |")
+    kernels, krows = kernel_matrix(doc)
+    if krows:
+        out += ["", "## SDPA kernel × property", "",
+                "Outcome, examples run, and how many the pinned kernel refused, with its reason "
+                "(`conformance/attention_apis.py`).", "",
+                "| property | " + " | ".join(map(md, kernels)) + " |", "| --- |" + " --- |" * len(kernels)]
+        out += [f"| {code(name)} | " + " | ".join(md(kernel_cell(cells.get(k))) for k in kernels) + " |"
+                for name, cells in krows]
     failed = failures(doc)
     if failed:
         out += ["", f"## Failures ({len(failed)})"]
@@ -322,6 +362,16 @@ def html(doc: dict) -> str:
             row.append(f'<td class="cell o-{c["outcome"]}" title="{esc(c["id"])}">{label}{examples}</td>')
         b.append("".join(row) + "</tr>")
     b.append("</tbody></table>")
+    kernels, krows = kernel_matrix(doc)
+    if krows:
+        b.append("<h2>SDPA kernel × property</h2><p>Outcome, examples run, and how many the pinned kernel "
+                 "refused, with its reason (<code>conformance/attention_apis.py</code>).</p><table><thead><tr>"
+                 "<th>property</th>" + "".join(f"<th>{esc(k)}</th>" for k in kernels) + "</tr></thead><tbody>")
+        for name, cells in krows:
+            b.append(f"<tr><td><code>{esc(name)}</code></td>" + "".join(
+                f'<td class="cell o-{cells[k]["outcome"]}">{esc(kernel_cell(cells[k]))}</td>' if k in cells
+                else "<td></td>" for k in kernels) + "</tr>")
+        b.append("</tbody></table>")
     failed = failures(doc)
     b.append(f"<h2>Failures ({len(failed)})</h2>")
     b += [_failure_block(r, anchors[r["id"]]) for r in failed] or ["<p>None.</p>"]
