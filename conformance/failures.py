@@ -80,8 +80,8 @@ def _all_within(actual: Sequence, expected: Sequence, tol) -> bool:
 class _Tensor:
     """A tensor input of a Case, put into words and code only when a message or a report asks
     (about 80 us a tensor: most examples pass and never need them).  Pickles as its spec, or,
-    past SHOW_VALUES elements, as its words and code (a summary, and the numpy expression of
-    a large generated tensor, are shorter than its values).  The flight recorder pickles the
+    for a large tensor generated from a NumPy expression, as its words and code (shorter than
+    its values).  The flight recorder pickles the
     whole Case each time it gains an input, so a tensor keeps its own pickle once made."""
 
     __slots__ = ("name", "spec", "device", "_words", "_code", "_pickled")
@@ -104,9 +104,12 @@ class _Tensor:
 
     def __reduce__(self):
         if self._pickled is None:
+            # the spec pickles its values in C; its code would be a Python-built literal of every
+            # value (24 s of a serial gate for the attention problems' 8,000-value k and v); only
+            # a large generated tensor's code (a NumPy expression) is shorter than its values
             args = ((self.name, self.spec, self.device)
-                    if self.spec is not None and len(self.spec.storage) <= SHOW_VALUES else
-                    (self.name, None, self.device, self.words(), self.code()))
+                    if self.spec is not None and (len(self.spec.storage) <= SHOW_VALUES or not self.spec.numpy_source)
+                    else (self.name, None, self.device, self.words(), self.code()))
             self._pickled = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
         return _unpickled_tensor, (self._pickled,)
 

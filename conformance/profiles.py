@@ -57,7 +57,7 @@ def load_from_environment() -> str:
 def fraction(part: float):
     """A property that runs `part` of the loaded profile's examples (at least 10): for the few
     properties whose every example costs tens of milliseconds in the backend itself, said next
-    to the decorator.  Applied below @given, so the profile still sets everything else."""
+    to the decorator.  Applied above @given; the profile still sets everything else."""
     import math
 
     n = max(10, math.ceil(settings.default.max_examples * part))

@@ -499,7 +499,7 @@ def mask_mod_of(m: attention.LogicalMask, device):
 
 # FlexAttention in eager mode traces each new shape and dtype once (a quarter of a second): a few
 # shapes, all alignments of L and S, one wide enough for more than one key block of 1024 keys
-FLEX_SIZES = ((2, 2, 1, 5), (2, 2, 4, 4), (2, 2, 6, 3), (2, 2, 3, 9), (1, 2, 2, 2049))
+FLEX_SIZES = ((2, 2, 1, 5), (2, 2, 4, 4), (2, 2, 6, 3), (1, 2, 2, 2049))
 
 
 @pytest.mark.ops("flex_attention")
@@ -507,7 +507,7 @@ FLEX_SIZES = ((2, 2, 1, 5), (2, 2, 4, 4), (2, 2, 6, 3), (2, 2, 3, 9), (1, 2, 2, 
                              "q.dtype:float16", "q.dtype:float32"),
                    *(f"component:{c}" for c in COMPONENTS), "causal:upper-left", "causal:lower-right",
                    "rows:fully-masked")
-@profiles.fraction(1 / 3)  # 40 ms an example: FlexAttention's eager path traces and vmaps its mask_mod
+@profiles.fraction(1 / 4)  # 40 ms an example: FlexAttention's eager path traces and vmaps its mask_mod
 @given(p=attention_problems(logical_masks(sizes=FLEX_SIZES), dtypes=("float16", "float32"), head_dims=(4,)))
 def test_flex_attention_mask_mod_matches_oracle(device, p):
     """flex_attention(q, k, v, block_mask=create_block_mask(mask_mod, B, H, L, S)) with the

@@ -515,7 +515,10 @@ class ReportPlugin:
                                and run["exit_status"] in (0, 1))
         doc["deviations"]["entries"] = self._deviation_entries(finished)
         self.out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.out / "report.json", json.dumps(doc, indent=1) + "\n")
+        # indented only at the end: json's indenting encoder is pure Python, ten times slower than
+        # the compact one in C (30 s of a serial gate's 238 rewrites, CPU the xdist workers lose)
+        _atomic_write(self.out / "report.json", (json.dumps(doc, indent=1) if final else
+                                                 json.dumps(doc, separators=(",", ":"))) + "\n")
         now = time.monotonic()
         if final or now - self.last_render >= RENDER_EVERY_S:
             self.last_render = now

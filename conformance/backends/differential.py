@@ -14,9 +14,25 @@ import math
 
 import torch
 
-from conformance import failures, tolerances
+from conformance import attention_apis, failures, tolerances
 from conformance.backends import OPS, Backend
 from conformance.tensors import DTYPE_NAMES, read
+
+
+# flex_attention takes a mask_mod, a function over the example's tensors on the device: it
+# cannot be moved to the reference device, so the oracle alone checks it
+UNCHECKED = ("flex_attention",)
+
+
+def _reference_kernel(op, ref_device):
+    """The SDPA kernel the reference runs: the one pinned for the device under test where the
+    reference device offers it, else math (CUDA's efficient and cuDNN kernels have no CPU twin)."""
+    import contextlib
+
+    kernel = attention_apis.current_kernel()
+    if op != "scaled_dot_product_attention" or kernel is None:
+        return contextlib.nullcontext()
+    return attention_apis.pinned(kernel if kernel in attention_apis.kernels_for(ref_device) else "math")
 
 
 class Differential:
@@ -31,7 +47,8 @@ class Differential:
                 setattr(self, attr, getattr(backend, attr))
         for op in OPS:
             fn = getattr(backend, op)
-            setattr(self, op, self._checked(op, fn) if backend.implements(op) and reference.implements(op) else fn)
+            checked = backend.implements(op) and reference.implements(op) and op not in UNCHECKED
+            setattr(self, op, self._checked(op, fn) if checked else fn)
 
     def implements(self, op):
         return self.backend.implements(op)
@@ -48,8 +65,11 @@ class Differential:
                 out, err = fn(*args, **kwargs), None
             except failures.OP_ERRORS as e:
                 out, err = None, e
+            if op == "scaled_dot_product_attention" and attention_apis.refusal(err):
+                raise err  # the pinned kernel cannot take the input: the property counts it
             try:
-                ref, ref_err = ref_fn(*ref_args, **ref_kwargs), None
+                with _reference_kernel(op, self.ref_device):
+                    ref, ref_err = ref_fn(*ref_args, **ref_kwargs), None
             except failures.OP_ERRORS as e:
                 ref, ref_err = None, e
             if (err is None) != (ref_err is None):
@@ -79,6 +99,10 @@ class Differential:
 
 def to_reference(obj, device):
     """A deep copy of call arguments on `device`, tensors with the same layout and autograd role."""
+    if type(obj).__name__ == "CausalBias":  # lengths and a variant, no storage
+        return obj
+    if isinstance(obj, torch.Tensor) and obj.is_nested:
+        return obj.detach().clone().to(device)
     if isinstance(obj, torch.Tensor):
         return _copy_tensor(obj, device)
     if isinstance(obj, torch.nn.Module):
@@ -103,6 +127,10 @@ def _copy_tensor(t, device):
 
 def differ(got, want) -> str | None:
     """What differs between two op results (None: they agree)."""
+    if isinstance(want, torch.Tensor) and want.is_nested:
+        if not (isinstance(got, torch.Tensor) and got.is_nested):
+            return "not a nested tensor"
+        return differ(list(got.unbind()), list(want.unbind()))
     if isinstance(want, torch.Tensor):
         if not isinstance(got, torch.Tensor):
             return f"a {type(got).__name__} instead of a tensor"
