@@ -55,6 +55,22 @@ def recording() -> bool:
     return _current is not None
 
 
+_tallied: dict = {}
+
+
+def tally(cls: str) -> None:
+    """Count `cls` on every example, classified or not (`CLASSIFY_EVERY` samples the rest): what
+    the report must give exactly, such as the examples a pinned SDPA kernel refused."""
+    _tallied[cls] = _tallied.get(cls, 0) + 1
+
+
+def take_tally() -> dict:
+    """The tally since the last call (the report plugin takes it after each test)."""
+    got = dict(sorted(_tallied.items()))
+    _tallied.clear()
+    return got
+
+
 def note(*classes: str) -> None:
     """Record classes that no op argument shows (a property's own notion of its input)."""
     if _current is not None:

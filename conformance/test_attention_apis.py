@@ -85,8 +85,8 @@ def problem_case(rule, device, p, kernel=None) -> Case:
 
 def run_pinned(kernel, fn, count=True):
     """(result, error, refusal reason) of fn() with SDPA pinned to `kernel`; a refusal is
-    counted (reach class ``refused:REASON``, the kernel's own warning saying why) and the
-    example checks nothing more."""
+    counted (``refused:REASON`` in the report's reach tally, the kernel's own warning saying
+    why) and the example checks nothing more."""
     with apis.pinned(kernel), warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         out, err = attempt(fn)
@@ -94,7 +94,7 @@ def run_pinned(kernel, fn, count=True):
     if why and count:
         reasons = [str(w.message).split(" (Triggered internally")[0] for w in said]
         reasons = [r for r in reasons if not r.endswith("not used because:")]
-        reach.note(f"refused:{(reasons[-1] if reasons else why)[:90]}")
+        reach.tally(f"refused:{(reasons[-1] if reasons else why)[:90]}")
     return out, err, why
 
 

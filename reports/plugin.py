@@ -232,6 +232,7 @@ class ReportPlugin:
 
         self.classes = collections.Counter()
         self.classified = 0
+        reach.take_tally()
         own, shared = reach.claimed(item) if backends.active().torch_arrays else ((), ())
         self.pending = reach.Pending((*own, *shared))
 
@@ -273,7 +274,7 @@ class ReportPlugin:
         # input classes are read off torch tensors: another backend's claims are not judged
         own, shared = reach.claimed(item) if backends.active().torch_arrays else ((), ())
         return {"claimed": list(own), "property_claims": list(shared), "classified": self.classified,
-                "counts": dict(sorted(self.classes.items()))}
+                "counts": dict(sorted(self.classes.items())), "tallied": reach.take_tally()}
 
     def _reached(self, classes: set) -> None:
         """Count a checked example's input classes, and show them to Hypothesis."""

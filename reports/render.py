@@ -84,8 +84,8 @@ def matrix(doc: dict) -> tuple[list[str], list[tuple[str, str, dict]]]:
 
 def kernel_matrix(doc: dict) -> tuple[list[str], list[tuple[str, dict]]]:
     """(kernels, rows) for the properties run once per SDPA kernel (a ``kernel`` parameter): a
-    row per property and device, a cell per kernel with its outcome, the examples it checked and
-    those the kernel refused (reach classes ``refused:REASON``, the kernel's own reason)."""
+    row per property and device, a cell per kernel with its outcome, the examples it ran and
+    those the kernel refused (the reach tally's ``refused:REASON``, the kernel's own reason)."""
     kernels: list[str] = []
     rows: dict[str, dict] = defaultdict(dict)
     for r in doc["results"]:
@@ -94,8 +94,8 @@ def kernel_matrix(doc: dict) -> tuple[list[str], list[tuple[str, dict]]]:
             continue
         if k not in kernels:
             kernels.append(k)
-        counts = (r.get("reach") or {}).get("counts", {})
-        refused = {c.removeprefix("refused:"): n for c, n in counts.items() if c.startswith("refused:")}
+        tallied = (r.get("reach") or {}).get("tallied", {})
+        refused = {c.removeprefix("refused:"): n for c, n in tallied.items() if c.startswith("refused:")}
         rows[f"{r['property']} ({r['device'] or NO_DEVICE})"][k] = {
             "outcome": r["outcome"], "examples": r.get("examples"), "refused": refused, "id": r["id"]}
     from conformance.attention_apis import KERNEL_NAMES

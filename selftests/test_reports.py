@@ -497,3 +497,23 @@ def _matrix_rows(page: str) -> list[dict]:
     p = Rows()
     p.feed(page)
     return p.rows
+
+
+def test_kernel_matrix_shows_each_kernel_with_its_refusals():
+    """The SDPA kernel x property table: a row per property and device, kernels in KERNELS order,
+    each cell with its outcome, examples and the refusals tallied on every example."""
+    def result(prop, kernel, outcome, examples, tallied):
+        return {"id": f"test_a.py::{prop}[cpu-{kernel}]", "property": prop, "module": "test_a.py", "device": "cpu",
+                "params": {"device": "cpu", "kernel": kernel}, "outcome": outcome, "examples": examples,
+                "reach": {"claimed": [], "property_claims": [], "counts": {}, "unreached": [], "tallied": tallied}}
+    doc = {"results": [result("test_p", "flash", "passed", 300, {"refused:No available kernel": 300}),
+                       result("test_p", "math", "passed", 300, {}),
+                       result("test_q", "math", "failed", 7, {}),
+                       {**result("test_r", "x", "passed", 1, {}), "params": {"device": "cpu"}}]}
+    kernels, rows = render.kernel_matrix(doc)
+    assert kernels == ["math", "flash"]
+    assert [name for name, _ in rows] == ["test_p (cpu)", "test_q (cpu)"]
+    cells = dict(rows)
+    assert render.kernel_cell(cells["test_p (cpu)"]["flash"]) == "pass 300 (300 refused: 300× No available kernel)"
+    assert render.kernel_cell(cells["test_p (cpu)"]["math"]) == "pass 300"
+    assert "flash" not in cells["test_q (cpu)"]

@@ -172,3 +172,60 @@ def test_vectorised_closeness_shortcut_agrees_with_the_per_element_rule(pairs, a
     close = close_with(tol)
     actual, expected = [a for a, _ in pairs], [e for _, e in pairs]
     assert _all_within(actual, expected, tol) == all(close(a, e) for a, e in pairs)
+
+
+# --------------------------------------------------------------------------- the attention oracle
+
+
+def _numpy_keep(m):
+    """The logical mask written with NumPy broadcasting, as attention code writes it."""
+    i = np.arange(m.L).reshape(1, 1, m.L, 1)
+    j = np.arange(m.S).reshape(1, 1, 1, m.S)
+    keep = np.ones((m.b, m.h, m.L, m.S), dtype=bool)
+    d = i + (m.S - m.L if m.causal == "lower-right" else 0)
+    if m.key_lengths is not None:
+        keep &= j < np.array(m.key_lengths).reshape(-1, 1, 1, 1)
+    if m.query_lengths is not None:
+        keep &= i < np.array(m.query_lengths).reshape(-1, 1, 1, 1)
+    if m.causal:
+        keep &= j <= d
+    if m.window is not None:
+        keep &= np.abs(d - j) < m.window
+    if m.documents is not None:
+        keep &= np.array(m.documents[0]).reshape(1, 1, -1, 1) == np.array(m.documents[1]).reshape(1, 1, 1, -1)
+    if m.per_head is not None:
+        ph = np.array(m.per_head, dtype=bool)
+        keep = keep & ph if m.combine == "and" else keep | ph
+    return keep
+
+
+def _attention_problems():
+    from strategies.attention import attention_problems, logical_masks
+
+    return attention_problems(logical_masks(wide=False, max_len=6), gqa=False) | attention_problems(gqa=True)
+
+
+@given(p=_attention_problems())
+def test_attention_oracle_agrees_with_numpy(p):
+    """LogicalMask.keep and attention.expected against the same mask and attention in NumPy
+    (float64, query head h reading kv head h // group)."""
+    from conformance import attention
+
+    m = p.mask
+    keep = _numpy_keep(m)
+    assert np.array_equal(np.array(m.table(), dtype=bool), keep)
+    group = m.h // p.kv_heads
+    q = np.array(p.q.values, dtype=np.float64).reshape(p.q.shape)
+    k = np.repeat(np.array(p.k.values, dtype=np.float64).reshape(p.k.shape), group, axis=1)
+    v = np.repeat(np.array(p.v.values, dtype=np.float64).reshape(p.v.shape), group, axis=1)
+    scale = p.scale if p.scale is not None else 1 / math.sqrt(p.e)
+    s = np.where(keep, q @ k.swapaxes(-1, -2) * scale, -np.inf)
+    alive = keep.any(-1, keepdims=True)
+    w = np.exp(s - np.where(alive, s.max(-1, keepdims=True), 0))
+    want = (w / np.where(alive, w.sum(-1, keepdims=True), 1)) @ v
+    rows, _ = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, scale)
+    for r, row in enumerate(rows):
+        b, h, i = r // (m.h * m.L), (r // m.L) % m.h, r % m.L
+        assert (row is None) == (not alive[b, h, i, 0])
+        if row is not None:
+            np.testing.assert_allclose(row, want[b, h, i], rtol=1e-12, atol=1e-12)
