@@ -11,6 +11,7 @@ refuses an input is counted in the report (``refused:`` in the property's reach)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import warnings
@@ -257,10 +258,16 @@ CAUSAL_EXPRESSIONS = {
 }
 
 
+_EXPRESSED = tuple((how, alignment) for alignment, hows in CAUSAL_EXPRESSIONS.items() for how in hows)
+
+
 @st.composite
 def causal_args(draw):
+    """(problem, expression): one of the five expressions, each as often as the others, and a
+    causal mask aligned as that expression aligns it."""
+    how, alignment = draw(st.sampled_from(_EXPRESSED))
     p = draw(attention_problems(logical_masks(components=("causal",), require=("causal",))))
-    return p, draw(st.sampled_from(CAUSAL_EXPRESSIONS[p.mask.causal]))
+    return dataclasses.replace(p, mask=dataclasses.replace(p.mask, causal=alignment)), how
 
 
 def _causal_call(ops, how, q, k, v, kw, device):
