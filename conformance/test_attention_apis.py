@@ -75,7 +75,6 @@ def _v_rows_of(p):
 
 def problem_case(rule, device, p, kernel=None) -> Case:
     case = Case(rule, device).tensor("q", p.q).tensor("k", p.k).tensor("v", p.v)
-    case.shapes = []  # q, k and v do not broadcast together: no alignment table for them
     case.inputs.append("mask: " + p.mask.words())
     case.run(*p.mask.code(), "import torch.nn.functional as F")
     if kernel:
@@ -173,7 +172,6 @@ def test_sdpa_mask_expressions_match_oracle(device, kernel, args):
     reach.note(f"expression:{expression}")
     case = problem_case("SDPA: softmax(q @ k.T * scale + mask) @ v over the kept keys", device, p, kernel)
     case.tensor("attn_mask", spec)
-    case.shapes = [(m.b, m.h, m.L, m.S), spec.shape]  # the table: the mask against the weights
     case.inputs.append(f"attn_mask: {expression}, form [{','.join(form)}], {layout}")
     expand = ".expand(B, H, L, S)" if layout == "expanded" else ""
     case.run(f"with pinned: out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask{expand}"
