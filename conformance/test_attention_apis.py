@@ -643,9 +643,10 @@ def test_multihead_attention_paths_match_oracle(device, args):
     ops = backends.for_device(device)
     with warnings.catch_warnings(record=True) as said, torch.set_grad_enabled(path != "eval"):
         warnings.simplefilter("always")
-        (out, weights), err = attempt(lambda: ops.multihead_attention(mha, x, x, x, key_padding_mask=kpm,
-                                                                     attn_mask=am, need_weights=need)) or (None, None)
+        result, err = attempt(lambda: ops.multihead_attention(mha, x, x, x, key_padding_mask=kpm,
+                                                              attn_mask=am, need_weights=need))
     case.check_outcome(None, err)
+    out, weights = result
     mixed = am is not None and kpm_type != attn_type
     if mixed:
         reach.note("masks:mixed-types")
