@@ -15,10 +15,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
-
 from conformance.devices import device_type
+from conformance.releases import holds, torch_version  # noqa: F401 (torch_version: re-exported)
 
 
 @dataclass(frozen=True)
@@ -29,20 +27,35 @@ class Policy:
     rows: str        # "zeros", "nan", "mean-of-v" (uniform average of v's rows), "zeros-at-padding"
     torch: str       # PEP 440 specifier of the releases it holds for
     source: str      # where it is stated (docs, release notes, the PR, or "observed")
+    example: str = ""  # a standalone snippet that shows it (the release matrix quotes it)
 
+
+_SDPA_EXAMPLE = """import torch
+import torch.nn.functional as F
+q = k = v = torch.ones(1, 1, 2, 2)
+keep = torch.tensor([[True, True], [False, False]])  # query 1 keeps no key
+print(F.scaled_dot_product_attention(q, k, v, attn_mask=keep)[0, 0, 1])  # nan before 2.5, zeros from 2.5"""
+_MHA_EXAMPLE = """import torch
+mha = torch.nn.MultiheadAttention(2, 1, batch_first=True)
+x = torch.ones(1, 2, 2)
+ignore = torch.tensor([[False, False], [True, True]])  # query 1 ignores every key
+out, _ = mha(x, x, x, attn_mask=ignore, need_weights=False)
+print(out[0, 1])  # nan before 2.5, zeros from 2.5 (through SDPA)"""
 
 POLICIES = (
-    Policy("sdpa", "nan", "<2.5", "softmax of a row of -inf (the documented behaviour before 2.5)"),
+    Policy("sdpa", "nan", "<2.5", "softmax of a row of -inf (the documented behaviour before 2.5)",
+           _SDPA_EXAMPLE),
     Policy("sdpa", "zeros", ">=2.5", "PyTorch 2.5 release notes; _safe_softmax in the math kernel and the "
-                                     "fused kernels (pytorch/pytorch#131060, #133882)"),
+                                     "fused kernels (pytorch/pytorch#131060, #133882)", _SDPA_EXAMPLE),
     Policy("sdpa-finfo-min", "mean-of-v", ">=2.0",
            "not masked at all: x + finfo.min rounds every score of the row to the same value when |x| is "
            "below half an ulp of finfo.min (float32, bfloat16, float64), so softmax is uniform and the "
            "output is the mean of v's rows; in float16 (ulp 32) a convex combination of v's rows"),
     Policy("mha-need-weights", "nan", ">=2.0", "observed; undocumented: softmax of -inf rows in "
                                                "F.multi_head_attention_forward"),
-    Policy("mha-no-weights", "nan", "<2.5", "goes through SDPA (F.multi_head_attention_forward, need_weights=False)"),
-    Policy("mha-no-weights", "zeros", ">=2.5", "goes through SDPA, whose policy changed in 2.5"),
+    Policy("mha-no-weights", "nan", "<2.5", "goes through SDPA (F.multi_head_attention_forward, need_weights=False)",
+           _MHA_EXAMPLE),
+    Policy("mha-no-weights", "zeros", ">=2.5", "goes through SDPA, whose policy changed in 2.5", _MHA_EXAMPLE),
     Policy("mha-fast-path", "nan", ">=2.0", "observed; undocumented: torch._native_multi_head_attention "
                                             "(eval, no grad, need_weights=False)"),
     Policy("encoder-fast-path", "zeros-at-padding", ">=2.0",
@@ -52,23 +65,11 @@ POLICIES = (
                                      "sumexp to 0.0' (FlexAttention first released in 2.5)"),
 )
 
-_VERSION = None
-
-
-def torch_version() -> Version:
-    global _VERSION
-    if _VERSION is None:
-        import torch
-
-        _VERSION = Version(Version(torch.__version__).base_version)
-    return _VERSION
-
-
 def policy(api: str) -> Policy:
     """The policy of `api` for the running torch (a LookupError names the gap in the table)."""
     v = torch_version()
     for p in POLICIES:
-        if p.api == api and v in SpecifierSet(p.torch):
+        if p.api == api and holds(p.torch, v):
             return p
     raise LookupError(f"no fully-masked policy of {api!r} for torch {v} in conformance/attention_apis.py")
 
@@ -147,6 +148,6 @@ FEATURES = {
 def has(feature: str) -> str | None:
     """None when the running torch has `feature` (FEATURES); else why its property is skipped."""
     spec, what = FEATURES[feature]
-    if torch_version() in SpecifierSet(spec):
+    if holds(spec):
         return None
     return f"torch {torch_version()} lacks {what} (torch {spec})"

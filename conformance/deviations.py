@@ -7,7 +7,10 @@ xfails files), chosen with ``--deviations FILE[,FILE...]``.  Each ``[[deviation]
   matches every test whose id starts with it, so ``test_x.py::test_y`` covers all its
   parameters and ``test_x.py::test_y[cuda`` only the CUDA ones;
 * ``reason``: what the backend does instead of what the rule says;
-* ``link``: where the rule is documented (or the upstream bug).
+* ``link``: where the rule is documented (or the upstream bug);
+* ``torch`` (optional): a PEP 440 specifier of the torch releases the deviation holds for
+  (``"<2.5"``); on a release it excludes, the entry applies to no test and the report lists it
+  as ``not_applicable`` (not ``unmatched``: it is right, for other releases).
 
 A matched test still runs, as a strict xfail that accepts only a ConformanceFailure: the run
 stays green on the deviation, turns red on any other failure, and turns red once the
@@ -20,6 +23,8 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from conformance import releases
 
 DIRECTORY = Path(__file__).with_name("deviations")
 DEFAULT_BACKEND = "torch"
@@ -35,9 +40,14 @@ class Deviation:
     reason: str
     link: str
     file: str
+    torch: str | None = None  # PEP 440 specifier of the releases it holds for (None: all)
 
     def matches(self, test_id: str) -> bool:
         return test_id.startswith(self.id)
+
+    def applies(self, version=None) -> bool:
+        """Whether the entry holds for torch `version` (default: the running torch)."""
+        return releases.holds(self.torch, version)
 
 
 def default_files(names=(DEFAULT_BACKEND,)) -> list[Path]:
@@ -68,19 +78,28 @@ def load(paths: list[Path]) -> list[Deviation]:
                        or not entry[k].strip()]
             if missing:
                 raise DeviationFileError(f"{where}: needs a non-empty string for {missing}")
-            extra = set(entry) - {"id", "reason", "link"}
+            extra = set(entry) - {"id", "reason", "link", "torch"}
             if extra:
                 raise DeviationFileError(f"{where}: unknown keys {sorted(extra)}")
             if "::" not in entry["id"]:
                 raise DeviationFileError(f"{where}: id {entry['id']!r} is not a test id "
                                          "(test_module.py::test_name[params])")
-            found.append(Deviation(entry["id"], entry["reason"].strip(), entry["link"], str(path)))
+            spec = entry.get("torch")
+            if spec is not None:
+                if not isinstance(spec, str):
+                    raise DeviationFileError(f"{where}: torch must be a string such as '<2.5'")
+                try:
+                    releases.specifier(spec)
+                except releases.BadSpecifier as e:
+                    raise DeviationFileError(f"{where}: {e}") from None
+            found.append(Deviation(entry["id"], entry["reason"].strip(), entry["link"], str(path), spec))
     return found
 
 
-def matching(deviations: list[Deviation], test_id: str) -> Deviation | None:
-    """The longest (most specific) entry whose id is a prefix of ``test_id``."""
-    hits = [d for d in deviations if d.matches(test_id)]
+def matching(deviations: list[Deviation], test_id: str, version=None) -> Deviation | None:
+    """The longest (most specific) entry whose id is a prefix of ``test_id``, among those that
+    hold for torch `version` (default: the running torch)."""
+    hits = [d for d in deviations if d.matches(test_id) and d.applies(version)]
     return max(hits, key=lambda d: len(d.id)) if hits else None
 
 

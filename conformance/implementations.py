@@ -27,13 +27,30 @@ class MaskedSoftmax:
     idiom: str                     # the user code, for messages and the README
     call: Callable                 # (ops, logits, keep, dim) -> probabilities
     ops: tuple[str, ...]           # the backend ops it calls
-    fully_masked: str              # "nan", "zeros" or "biased" (softmax of x + finfo.min)
-    policy_source: str             # where that policy is stated
+    rows: str                      # fully masked rows: "nan", "zeros" or "biased" (softmax of x + finfo.min)
+    rows_source: str               # where that policy is stated
     any_dim: bool = True           # normalises along any dim (else the last)
     masked_values: str = "any"     # "any": masked logits may be +-inf/nan; "finite": must be finite
     extreme: bool = True           # correct for logits near the dtype's largest finite value
     max_width: int = 4096          # widest row drawn (SDPA's identity trick costs width**2)
     min_width: int = 0             # narrowest row drawn (0: empty rows, a tensor of no elements)
+    policy: str | None = None      # an API of attention_apis.POLICIES whose policy changed between
+                                   # releases: rows and source are that of the running torch
+
+    @property
+    def fully_masked(self) -> str:
+        return self._policy().rows if self.policy else self.rows
+
+    @property
+    def policy_source(self) -> str:
+        if not self.policy:
+            return self.rows_source
+        p = self._policy()
+        return f"{p.source} (torch {p.torch})"
+
+    def _policy(self):
+        from conformance.attention_apis import policy
+        return policy(self.policy)
 
     def __call__(self, ops, logits, keep, dim=-1):
         return self.call(ops, logits, keep, dim)
@@ -71,7 +88,9 @@ IDENTITY_WIDTH = 1536  # the sdpa idiom's widest row (its max_width)
 
 @functools.lru_cache(maxsize=8)
 def _full_identity(dtype, device):
-    return torch.eye(IDENTITY_WIDTH, dtype=dtype, device=device)
+    # built in float32 and converted (exact for 0 and 1): torch 2.1.2 has no bfloat16 eye on CPU,
+    # and that gap is torch's scaffolding, not the idiom under test
+    return torch.eye(IDENTITY_WIDTH, device=device).to(dtype)
 
 
 def _identity(width, dtype, device):
@@ -97,28 +116,27 @@ IMPLEMENTATIONS = {
     impl.name: impl for impl in [
         MaskedSoftmax(
             "fill_neg_inf", "{x}.masked_fill(~{keep}, float('-inf')).softmax(dim={dim})", _fill, ("masked_fill", "softmax"),
-            fully_masked="nan", policy_source="IEEE: exp(-inf - (-inf)) is nan; softmax docs"),
+            rows="nan", rows_source="IEEE: exp(-inf - (-inf)) is nan; softmax docs"),
         MaskedSoftmax(
             "torch_masked", "torch.masked.softmax({x}, {dim}, mask={keep})", _masked, ("masked_softmax",),
-            fully_masked="nan", policy_source="torch.masked docs: fully masked-out rows are undefined (nan)"),
+            rows="nan", rows_source="torch.masked docs: fully masked-out rows are undefined (nan)"),
         MaskedSoftmax(
             "additive_neg_inf",
             "({x} + torch.zeros_like({x}).masked_fill(~{keep}, float('-inf'))).softmax(dim={dim})",
-            _additive_inf, ("masked_fill", "add", "softmax"), fully_masked="nan", policy_source="as fill_neg_inf",
+            _additive_inf, ("masked_fill", "add", "softmax"), rows="nan", rows_source="as fill_neg_inf",
             masked_values="finite"),  # +inf or nan under a -inf bias gives nan
         MaskedSoftmax(
             "additive_finfo_min",
             "({x} + (~{keep}).to({x}.dtype) * torch.finfo({x}.dtype).min).softmax(dim={dim})",
-            _additive_min, ("add", "mul", "softmax"), fully_masked="biased",
-            policy_source="softmax of the biased logits round(x + finfo.min): finite, except that "
+            _additive_min, ("add", "mul", "softmax"), rows="biased",
+            rows_source="softmax of the biased logits round(x + finfo.min): finite, except that "
                           "in float16 x + finfo.min rounds to -inf for x <= -16, and a row of "
                           "-inf is nan",
             masked_values="finite", extreme=False),  # logits near finfo.max outweigh the bias
         MaskedSoftmax(
             "sdpa", "F.scaled_dot_product_attention({x}.reshape(1, -1, I.shape[0]), I[None], I[None], "
                     "attn_mask={keep}.reshape(1, -1, I.shape[0]), scale=1.0).reshape({x}.shape)",
-            _sdpa, ("scaled_dot_product_attention",), fully_masked="zeros",
-            policy_source="PyTorch 2.5 release notes: fully masked rows give 0, not nan",
+            _sdpa, ("scaled_dot_product_attention",), rows="", rows_source="", policy="sdpa",
             any_dim=False, masked_values="finite",  # 0 * inf in q @ I poisons the row
             max_width=IDENTITY_WIDTH,  # past 1024 (several kernel blocks); 2049 would cost 30 ms a call, 4096 150 ms
             min_width=1),  # the identity trick cannot reshape 0 values to (1, -1, 0); empty inputs: test_attention_*
