@@ -268,15 +268,25 @@ def mask_varies(t) -> set[str]:
     return out
 
 
+def _version_of(t) -> int | None:
+    """t's version counter, or None for a tensor subclass that refuses it (torch 2.4's CausalBias
+    raises NotImplementedError for any torch function but SDPA, ``_version`` included)."""
+    try:
+        return t._version
+    except NotImplementedError:
+        return None
+
+
 def tensor_classes(prefix: str, t) -> set[str]:
     """The classes of one tensor argument, each name prefixed with `prefix`."""
     seen = _seen.get(id(t))
-    if seen is not None and seen[0] is t and seen[1] == t._version:
+    version = _version_of(t)
+    if seen is not None and seen[0] is t and version is not None and seen[1] == version:
         cls = seen[2]
     else:
         cls = _classes_of(t)
-        if _current is not None:
-            _seen[id(t)] = (t, t._version, cls)
+        if _current is not None and version is not None:
+            _seen[id(t)] = (t, version, cls)
     return {f"{prefix}.{c}" for c in cls}
 
 

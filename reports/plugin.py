@@ -25,7 +25,8 @@ from hypothesis.internal.conjecture.data import StopTest
 
 from conformance import deviations as dev
 from conformance import devices as devmod
-from conformance import backends, failures, profiles, reach
+from conformance import backends, failures, profiles, reach, releases
+from conformance.capabilities import CapabilityGap
 from reports import environment, inflight, render, schema
 
 PAYLOAD = "conformance-report"
@@ -232,6 +233,7 @@ class ReportPlugin:
 
         self.classes = collections.Counter()
         self.classified = 0
+        self.gaps: dict[tuple, dict] = {}
         reach.take_tally()
         own, shared = reach.claimed(item) if backends.active().torch_arrays else ((), ())
         self.pending = reach.Pending((*own, *shared))
@@ -247,6 +249,12 @@ class ReportPlugin:
                 reach.begin()
             try:
                 result = inner(*args, **kwargs)
+            except CapabilityGap as gap:  # not checked: the backend has no kernel for it
+                if record:
+                    reach.end()
+                self._gap(gap)
+                self.calls += 1
+                return None
             except _DISCARDED:
                 if record:
                     reach.end()
@@ -269,6 +277,12 @@ class ReportPlugin:
             yield
         finally:
             handle.inner_test = inner
+
+    def _gap(self, gap: CapabilityGap) -> None:
+        entry = self.gaps.setdefault(gap.key(), {"op": gap.op, "dtype": gap.dtype, "device": gap.key()[2],
+                                                 "kernel": gap.kernel, "message": gap.message[:300],
+                                                 "examples": 0})
+        entry["examples"] += 1
 
     def _reach_of(self, item) -> dict:
         # input classes are read off torch tensors: another backend's claims are not judged
@@ -294,7 +308,7 @@ class ReportPlugin:
         if report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis"):
             data.update(examples=self.calls, discarded=self.discarded, body_time_s=round(self.body_time, 4),
                         draw_time_s=round(_DRAW_TIME[0] - self.draw_start, 4),
-                        reach=self._reach_of(item))
+                        reach=self._reach_of(item), gaps=list(self.gaps.values()))
         if call.excinfo is not None and (report.failed or hasattr(report, "wasxfail")):
             data["failure"] = describe_failure(call.excinfo.value, report,
                                                self.last_case if report.when == "call" else None)
@@ -333,7 +347,7 @@ class ReportPlugin:
                     "devices": selected,
                     "argv": [str(a) for a in config.invocation_params.args],
                     "planned": None, "not_run": [], "report_dir": str(self.out)},
-            "environment": env, "counts": {},
+            "environment": env, "expectations": releases.expectations(backend), "counts": {},
             "deviations": {"files": [str(p) for p in self.deviation_files], "entries": []},
             "results": [],
         }
@@ -395,6 +409,8 @@ class ReportPlugin:
             rec["discarded"] = data.get("discarded")
             rec["body_time_s"] = data.get("body_time_s")
             rec["draw_time_s"] = data.get("draw_time_s")
+            if data.get("gaps"):
+                rec["gaps"] = data["gaps"]
             if "reach" in data:
                 got = data["reach"]
                 rec["reach"] = {**got, "unreached": reach.unreached(got["claimed"], got["counts"])}
@@ -402,7 +418,7 @@ class ReportPlugin:
                 rec["outcome"] = "known_deviation"
                 rec["failure"] = data.get("failure")
             elif report.passed:
-                rec["outcome"] = "passed"
+                rec["outcome"] = "capability_gap" if data.get("gaps") else "passed"
             elif report.skipped:
                 rec["outcome"], rec["skip_reason"] = "skipped", _skip_reason(report)
             elif str(report.longrepr).startswith("[XPASS(strict)]"):
@@ -494,7 +510,9 @@ class ReportPlugin:
         for d in self.deviations:
             tests = sorted(t for t in set(planned) | set(by_id) if d.matches(t))
             outcomes = {by_id[t]["outcome"] for t in tests if t in by_id}
-            if "fixed" in outcomes:
+            if not d.applies():
+                status, tests = "not_applicable", []
+            elif "fixed" in outcomes:
                 status = "fixed"
             elif outcomes:
                 status = "matched"
@@ -503,7 +521,7 @@ class ReportPlugin:
             else:
                 status = "unmatched"
             entries.append({"id": d.id, "reason": d.reason, "link": d.link, "file": d.file,
-                            "status": status, "tests": tests})
+                            "torch": d.torch, "status": status, "tests": tests})
         return entries
 
     def _covers(self, d: dev.Deviation, planned: list[str]) -> bool:

@@ -24,16 +24,17 @@ COLOURS = {  # outcome: (background, text)
     "passed": ("#d8f0d8", "#1c5c1c"), "failed": ("#f7c9c9", "#7a1010"),
     "crashed": ("#4a0d0d", "#ffffff"), "timed_out": ("#f2d29b", "#6b3d00"),
     "fixed": ("#cfe0f7", "#123f7a"), "known_deviation": ("#efe3a8", "#5a4a00"),
-    "skipped": ("#e4e4e4", "#444444"),
+    "capability_gap": ("#e6dcf5", "#4b2a7a"), "skipped": ("#e4e4e4", "#444444"),
 }
 SYMBOL = {"passed": "pass", "failed": "FAIL", "crashed": "CRASH", "timed_out": "TIMEOUT",
-          "fixed": "fixed", "known_deviation": "deviation", "skipped": "skip"}
+          "fixed": "fixed", "known_deviation": "deviation",
+          "capability_gap": "gap", "skipped": "skip"}
 
 
 # --------------------------------------------------------------------------- shared
 
 
-PLURAL = {"known_deviation": "known deviations"}
+PLURAL = {"known_deviation": "known deviations", "capability_gap": "capability gaps"}
 
 
 def counted(doc: dict) -> list[tuple[str, str]]:
@@ -114,6 +115,23 @@ def kernel_cell(c: dict | None) -> str:
     return text
 
 
+def gap_rows(doc: dict) -> list[dict]:
+    """The capability gaps of a run, one per op × dtype × device: the kernel's refusal, the tests
+    that met it, and how many of their examples it kept from being checked."""
+    rows: dict[tuple, dict] = {}
+    for r in doc["results"]:
+        for g in r.get("gaps") or ():
+            row = rows.setdefault((g["op"], g["dtype"], g["device"]), {**g, "examples": 0, "tests": []})
+            row["examples"] += g["examples"]
+            row["tests"].append(r["id"])
+    return [rows[k] for k in sorted(rows)]
+
+
+def expectation_rows(doc: dict) -> list[dict]:
+    """The version-aware policies that applied to the run's torch (older reports have none)."""
+    return list((doc.get("expectations") or {}).get("policies", []))
+
+
 def failures(doc: dict) -> list[dict]:
     order = {o: i for i, o in enumerate(schema.OUTCOMES)}
     return sorted((r for r in doc["results"] if r["failure"] and r["outcome"] != "known_deviation"),
@@ -169,6 +187,14 @@ def markdown(doc: dict) -> str:
                 "| property | " + " | ".join(map(md, kernels)) + " |", "| --- |" + " --- |" * len(kernels)]
         out += [f"| {code(name)} | " + " | ".join(md(kernel_cell(cells.get(k))) for k in kernels) + " |"
                 for name, cells in krows]
+    gaps = gap_rows(doc)
+    if gaps:
+        out += ["", "## Capability gaps", "",
+                "Op × dtype × device the backend refused as unimplemented and does not declare "
+                "(`conformance/capabilities.py`): those examples were not checked; the others were.", "",
+                "| op | dtype | device | tests | examples | refusal |", "| --- | --- | --- | ---: | ---: | --- |"]
+        out += [f"| {code(g['op'])} | {md(g['dtype'])} | {md(g['device'])} | {len(g['tests'])} | {g['examples']} | "
+                f"{code(g['message'][:160])} |" for g in gaps]
     failed = failures(doc)
     if failed:
         out += ["", f"## Failures ({len(failed)})"]
@@ -197,6 +223,13 @@ def markdown(doc: dict) -> str:
         for e in entries:
             out.append(f"| {code(e['id'])} | {md(_deviation_status(e['status']))} | {len(e['tests'])} | "
                        f"{md(e['reason'])} ([rule]({md_url(e['link'])})) |")
+    policies = expectation_rows(doc)
+    if policies:
+        out += ["", f"## Version-aware expectations (torch {md(doc['expectations']['torch'])})", "",
+                "The policy each API follows for a query with no kept key on this release "
+                "(`conformance/attention_apis.py`).", "",
+                "| API | fully masked rows | releases | source |", "| --- | --- | --- | --- |"]
+        out += [f"| {code(p['api'])} | {md(p['rows'])} | {code(p['torch'])} | {md(p['source'])} |" for p in policies]
     if doc["run"]["not_run"]:
         out += ["", f"## Not run ({len(doc['run']['not_run'])})", ""]
         out += [f"- {code(t)}" for t in doc["run"]["not_run"][:50]]
@@ -228,7 +261,8 @@ def md_url(url: str) -> str:
 
 def _deviation_status(s: str) -> str:
     return {"matched": "still deviates", "fixed": "FIXED: remove the entry",
-            "unmatched": "matches no test: remove or correct it", "not_run": "not run"}[s]
+            "unmatched": "matches no test: remove or correct it", "not_run": "not run",
+            "not_applicable": "not for this torch release"}[s]
 
 
 # --------------------------------------------------------------------------- html
@@ -372,6 +406,16 @@ def html(doc: dict) -> str:
                 f'<td class="cell o-{cells[k]["outcome"]}">{esc(kernel_cell(cells[k]))}</td>' if k in cells
                 else "<td></td>" for k in kernels) + "</tr>")
         b.append("</tbody></table>")
+    gaps = gap_rows(doc)
+    if gaps:
+        b.append("<h2>Capability gaps</h2><p>Op × dtype × device the backend refused as unimplemented and "
+                 "does not declare (<code>conformance/capabilities.py</code>): those examples were not "
+                 "checked; the others were.</p><table><thead><tr><th>op</th><th>dtype</th><th>device</th>"
+                 "<th>tests</th><th>examples</th><th>refusal</th></tr></thead><tbody>")
+        b += [f"<tr><td><code>{esc(g['op'])}</code></td><td>{esc(g['dtype'])}</td><td>{esc(g['device'])}</td>"
+              f"<td title=\"{esc(' '.join(g['tests']))}\">{len(g['tests'])}</td><td>{g['examples']}</td>"
+              f"<td><code>{esc(g['message'])}</code></td></tr>" for g in gaps]
+        b.append("</tbody></table>")
     failed = failures(doc)
     b.append(f"<h2>Failures ({len(failed)})</h2>")
     b += [_failure_block(r, anchors[r["id"]]) for r in failed] or ["<p>None.</p>"]
@@ -396,6 +440,13 @@ def html(doc: dict) -> str:
                      f"<td>{esc(e['reason'])}{link}</td></tr>")
         b.append("</tbody></table>")
     b += [_failure_block(r, anchors[r["id"]]) for r in deviating]
+    policies = expectation_rows(doc)
+    if policies:
+        b.append(f"<h2>Version-aware expectations (torch {esc(doc['expectations']['torch'])})</h2><table><thead>"
+                 "<tr><th>API</th><th>fully masked rows</th><th>releases</th><th>source</th></tr></thead><tbody>")
+        b += [f"<tr><td><code>{esc(p['api'])}</code></td><td>{esc(p['rows'])}</td><td><code>{esc(p['torch'])}"
+              f"</code></td><td>{esc(p['source'])}</td></tr>" for p in policies]
+        b.append("</tbody></table>")
     if doc["run"]["not_run"]:
         b.append(f"<h2>Not run ({len(doc['run']['not_run'])})</h2><ul>"
                  + "".join(f"<li><code>{esc(t)}</code></li>" for t in doc["run"]["not_run"]) + "</ul>")

@@ -18,8 +18,8 @@ SCHEMA_FILE = Path(__file__).with_name("schema.json")
 MAX_BYTES = 256 << 20
 
 # Outcomes, in the order reports list them.  GOOD outcomes keep a gate green.
-OUTCOMES = ("passed", "failed", "crashed", "timed_out", "fixed", "known_deviation", "skipped")
-GOOD = frozenset({"passed", "known_deviation", "skipped"})
+OUTCOMES = ("passed", "failed", "crashed", "timed_out", "fixed", "known_deviation", "capability_gap", "skipped")
+GOOD = frozenset({"passed", "known_deviation", "capability_gap", "skipped"})
 BROKEN = frozenset({"failed", "crashed", "timed_out"})
 WORDS = {
     "passed": "passed",
@@ -28,6 +28,7 @@ WORDS = {
     "timed_out": "timed out",
     "fixed": "fixed: remove the deviation entry",
     "known_deviation": "known deviation",
+    "capability_gap": "capability gap",
     "skipped": "skipped",
 }
 

@@ -49,7 +49,9 @@ whether a graph was specialised to an earlier value) returns to its initial stat
 property's outcome does not depend on which tests ran before it in the same process.
 
 **Settings** (optional): ``NAME`` (for reports; default the --backend value), ``DTYPES``
-(dtype names it supports; default all of `conformance.rules.DTYPES`), ``DEVICES`` (device
+(dtype names it supports; default all of `conformance.rules.DTYPES`), ``MISSING`` (the
+kernels it lacks, per release: `conformance.capabilities.Missing`; a refusal "not implemented
+for <dtype>" outside DTYPES or inside MISSING is a capability gap, not a failure), ``DEVICES`` (device
 types it runs on; default any), ``DEVIATIONS`` (known-deviation files: names under
 conformance/deviations/ or paths; default none), ``DIFFERENTIAL`` (True: every op call is
 also run by torch eager on CPU and the two must agree; always on for non-CPU devices).
@@ -68,7 +70,7 @@ OPS = ("broadcast_shapes", "broadcast_tensors", "expand", "broadcast_to", "add",
        "masked_softmax", "scaled_dot_product_attention", "tril", "multihead_attention",
        "transformer_encoder", "flex_attention")
 ARRAY_FUNCTIONS = ("from_spec", "to_list", "shape", "strides", "shares_memory")
-SETTINGS = ("NAME", "DTYPES", "DEVICES", "DEVIATIONS", "DIFFERENTIAL")
+SETTINGS = ("NAME", "DTYPES", "MISSING", "DEVICES", "DEVIATIONS", "DIFFERENTIAL")
 HOOKS = ("reset",)
 
 BUILTIN = {
@@ -120,11 +122,16 @@ class Backend:
         self.dtypes = tuple(getattr(namespace, "DTYPES", rules.DTYPES))
         self.device_types = getattr(namespace, "DEVICES", None)
         self.deviations = tuple(getattr(namespace, "DEVIATIONS", ()))
+        self.missing = tuple(getattr(namespace, "MISSING", ()))
         self.differential = bool(getattr(namespace, "DIFFERENTIAL", False))
         self.torch_arrays = not any(hasattr(namespace, f) for f in ARRAY_FUNCTIONS)
         if bad := set(self.dtypes) - set(rules.DTYPES):
             raise BackendError(f"--backend {spec}: DTYPES names unknown dtypes {sorted(bad)}; "
                                f"choose from {list(rules.DTYPES)}")
+        from conformance.capabilities import Missing
+        if bad := [m for m in self.missing if not isinstance(m, Missing)]:
+            raise BackendError(f"--backend {spec}: MISSING holds {bad[0]!r}, not a "
+                               "conformance.capabilities.Missing")
         if not self.torch_arrays and (missing := [f for f in ARRAY_FUNCTIONS if not hasattr(namespace, f)]):
             raise BackendError(f"--backend {spec}: defines some array functions but not {missing}")
         for op in OPS:
@@ -223,14 +230,17 @@ def differential_on(device: str) -> bool:
 
 def for_device(device: str):
     """The ops the properties call on `device`: the backend, checked op by op against torch
-    eager on CPU where the differential is on, each call's input classes recorded."""
+    eager on CPU where the differential is on, each call's input classes recorded, and an
+    undeclared "not implemented for <dtype>" raised as a `conformance.capabilities.CapabilityGap`."""
     ops = _per_device.get(device)
     if ops is None:
+        from conformance.capabilities import Capable
         from conformance.reach import Observed
 
         ops = active()
         if differential_on(device):
             from conformance.backends.differential import Differential
             ops = Differential(ops, load(DEFAULT), device)
+        ops = Capable(ops, active(), device)
         ops = _per_device[device] = Observed(ops, active().torch_arrays)  # input classes: conformance.reach
     return ops

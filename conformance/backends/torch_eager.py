@@ -9,8 +9,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from conformance.capabilities import TORCH_MISSING
+
 NAME = "torch"
 DEVIATIONS = ("torch",)
+MISSING = TORCH_MISSING  # the kernels a release lacks (capability gaps, not failures)
 
 # --------------------------------------------------------------------------- broadcasting
 
