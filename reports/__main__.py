@@ -1,4 +1,4 @@
-"""Command line: ``python -m reports {compare,replay,render,validate} ...``.
+"""Command line: ``python -m reports {compare,matrix,replay,render,validate} ...``.
 
 Exit codes: 0 success (compare: no regression, every claimed input class reached; replay:
 the failure reproduced), 1 the answer is no (compare: a regression or an unreached class;
@@ -42,6 +42,27 @@ def cmd_compare(args) -> int:
     return EXIT_NO if compare.failing(diff) else EXIT_OK
 
 
+def cmd_matrix(args) -> int:
+    from reports import matrix
+    try:
+        m = matrix.build([(path, schema.load(path)) for path in args.reports])
+    except matrix.MatrixError as e:
+        raise Unusable(str(e)) from None
+    text = matrix.markdown(m)
+    if args.markdown:
+        _write(args.markdown, text)
+    if args.html:
+        _write(args.html, matrix.html(m))
+    if not (args.markdown or args.html):
+        sys.stdout.write(text)
+    else:
+        changes = sum(len(cs) for _, _, cs in m.steps)
+        findings = sum(1 for _, _, cs in m.steps for c in cs if c.explained is None)
+        print(f"matrix of torch {', '.join(m.releases)}: {len(m.rows)} tests, {changes} changes between "
+              f"consecutive releases, {findings} not explained by an expectation")
+    return EXIT_OK
+
+
 def cmd_render(args) -> int:
     from reports import render
     doc = schema.load(args.report)
@@ -73,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", metavar="FILE", help="also write the comparison as Markdown")
     p.add_argument("--html", metavar="FILE", help="also write the comparison as a self-contained HTML page")
     p.set_defaults(run=cmd_compare)
+    p = sub.add_parser("matrix", help="the property x release table of REPORTs (one per torch release), "
+                                      "with what changed between consecutive releases")
+    p.add_argument("reports", nargs="+", metavar="REPORT")
+    p.add_argument("--markdown", metavar="FILE", help="write the matrix as Markdown (default: to stdout)")
+    p.add_argument("--html", metavar="FILE", help="write the matrix as a self-contained HTML page")
+    p.set_defaults(run=cmd_matrix)
     p = sub.add_parser("replay", help="re-run a failure recorded in REPORT (its test id, or a unique prefix)")
     p.add_argument("report")
     p.add_argument("test_id")

@@ -10,7 +10,14 @@ Its change of outcome from the baseline to the candidate falls in exactly one cl
 * deviation change: a passing test is now excused as a known deviation, or a deviation entry
   was added, removed or changed status;
 * coverage change: it ran before and is skipped now, or the other way round;
-* new / removed: in only one report.
+* new / removed: in only one report;
+* explained by the release: when the two reports ran different torch releases, a change that a
+  version-aware expectation accounts for (a feature the older release lacks, a capability gap
+  in the capability table, a known deviation whose ``torch`` specifier holds for one release
+  only, an API policy that changed), listed apart from real regressions.
+
+A test that starts to show a capability gap (``capability_gap``) on the same release is a
+coverage change: some op × dtype lost its kernel, and its examples went unchecked.
 
 Apart from changes, the candidate's **unreached** claims are listed: a property whose
 examples never reached an input class it claims (`conformance.reach`) checked less than it
@@ -50,12 +57,14 @@ class Diff:
     new: list[Change] = field(default_factory=list)
     removed: list[Change] = field(default_factory=list)
     unreached: list[Change] = field(default_factory=list)
+    explained: list[Change] = field(default_factory=list)
     environment: list[tuple[str, str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     SECTIONS = (("regressions", "Regressions"), ("unreached", "Claimed input classes not reached"), ("fixes", "Fixes"),
                 ("still_broken", "Still broken"), ("deviation_changes", "Known deviations changed"),
-                ("coverage", "Coverage changed"), ("new", "New tests"), ("removed", "Removed tests"))
+                ("coverage", "Coverage changed"), ("explained", "Explained by the torch release"),
+                ("new", "New tests"), ("removed", "Removed tests"))
 
 
 def _failure_line(record: dict) -> str:
@@ -74,10 +83,19 @@ def compare(base: dict, cand: dict) -> Diff:
     if not judge_reach:
         diff.warnings.append(f"input-class reach is claimed for the {REACH_PROFILE!r} profile; the candidate "
                              f"ran {profile!r}, so unreached classes are not judged")
+    releases = _releases(base, cand)
+    if releases:
+        diff.warnings.append(f"the reports ran different torch releases ({releases[0]} -> {releases[1]}): "
+                             "changes that a version-aware expectation accounts for are listed apart")
+        diff.explained += _policy_changes(base, cand)
     for test_id in sorted(old.keys() | new.keys()):
         a, b = old.get(test_id), new.get(test_id)
         before = a["outcome"] if a else None
         after = b["outcome"] if b else None
+        why = _explained(a, b, base, cand) if releases and a and b else None
+        if why:
+            diff.explained.append(Change(test_id, before, after, why))
+            continue
         if a is None:
             note = _failure_line(b) if after in schema.BROKEN else ""
             diff.new.append(Change(test_id, None, after, note))
@@ -98,7 +116,12 @@ def compare(base: dict, cand: dict) -> Diff:
                                                  f"now excused by {b['deviation']['id']!r}"))
         elif (before == "skipped") != (after == "skipped"):
             diff.coverage.append(Change(test_id, before, after, b.get("skip_reason") or ""))
-        if judge_reach and b is not None and after != "skipped" and (b.get("reach") or {}).get("unreached"):
+        elif after == "capability_gap" and before != after:
+            diff.coverage.append(Change(test_id, before, after, "new capability gap: " + _gap_words(b)))
+        elif before == "capability_gap" and before != after:
+            diff.coverage.append(Change(test_id, before, after, "capability gap closed: " + _gap_words(a)))
+        if judge_reach and b is not None and after not in ("skipped", "capability_gap") \
+                and (b.get("reach") or {}).get("unreached"):
             missing = b["reach"]["unreached"]
             diff.unreached.append(Change(test_id, before, after, f"{len(missing)} claimed classes got no "
                                          f"example: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"))
@@ -113,7 +136,11 @@ def compare(base: dict, cand: dict) -> Diff:
         elif b is None:
             diff.deviation_changes.append(Change(entry_id, a["status"], None, "entry removed"))
         elif a["status"] != b["status"] and "not_run" not in (a["status"], b["status"]):
-            diff.deviation_changes.append(Change(entry_id, a["status"], b["status"], "entry status changed"))
+            if releases and "not_applicable" in (a["status"], b["status"]):
+                diff.explained.append(Change(entry_id, a["status"], b["status"],
+                                             f"the entry holds for torch {(b or a).get('torch')}"))
+            else:
+                diff.deviation_changes.append(Change(entry_id, a["status"], b["status"], "entry status changed"))
     env_a = render.flatten({"suite": base["suite"], "environment": base["environment"]})
     env_b = render.flatten({"suite": cand["suite"], "environment": cand["environment"]})
     for key in sorted(env_a.keys() | env_b.keys()):
@@ -127,13 +154,57 @@ def compare(base: dict, cand: dict) -> Diff:
     return diff
 
 
+def _release(doc: dict) -> str | None:
+    from conformance.releases import parse
+    try:
+        return str(parse(doc["environment"]["torch"]["version"]))
+    except ValueError:
+        return None
+
+
+def _releases(base: dict, cand: dict) -> tuple[str, str] | None:
+    """(baseline release, candidate release) when they differ."""
+    a, b = _release(base), _release(cand)
+    return (a or "?", b or "?") if a != b else None
+
+
+def _gap_words(record: dict) -> str:
+    return ", ".join(f"{g['op']} {g['dtype']} on {g['device']}" for g in record.get("gaps") or []) or "-"
+
+
+def _policy_changes(base: dict, cand: dict) -> list[Change]:
+    pa = {p["api"]: p for p in (base.get("expectations") or {}).get("policies", [])}
+    pb = {p["api"]: p for p in (cand.get("expectations") or {}).get("policies", [])}
+    return [Change(f"policy {api}", pa[api]["rows"], pb[api]["rows"],
+                   f"torch {pb[api]['torch']}: {pb[api]['source']}")
+            for api in sorted(pa.keys() & pb.keys()) if pa[api]["rows"] != pb[api]["rows"]]
+
+
+def _explained(a: dict, b: dict, base: dict, cand: dict) -> str | None:
+    """Why a test's change between two torch releases is expected, or None (judge it as usual)."""
+    before, after = a["outcome"], b["outcome"]
+    if before == after:
+        return None
+    skipped = a if before == "skipped" else b if after == "skipped" else None
+    if skipped is not None and "lacks" in (skipped.get("skip_reason") or ""):
+        return "a feature one release lacks: " + " ".join(skipped["skip_reason"].split())[:160]
+    if "capability_gap" in (before, after) and not ({before, after} & schema.BROKEN):
+        return "capability gap: " + _gap_words(a if before == "capability_gap" else b)
+    entries = {e["id"]: e for doc in (base, cand) for e in doc["deviations"]["entries"]}
+    if "known_deviation" in (before, after) and {before, after} <= {"known_deviation", "passed"} and any(
+            a["id"].startswith(i) and e.get("torch") for i, e in entries.items()):
+        return "a known deviation of some releases only (its torch specifier)"
+    return None
+
+
 def _unreached_by_property(results: list[dict]) -> list[Change]:
     """Property claims (across a property's parameters on one device) that no parameter reached."""
     from conformance import reach
 
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        if r.get("reach") and r["reach"]["property_claims"] and r["outcome"] != "skipped":
+        # a capability gap's examples went unchecked: its claims are a coverage matter (listed above)
+        if r.get("reach") and r["reach"]["property_claims"] and r["outcome"] not in ("skipped", "capability_gap"):
             groups.setdefault((r["module"], r["property"], r["device"]), []).append(r)
     out = []
     for (module, prop, device), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
