@@ -804,6 +804,8 @@ def test_fast_paths_accept_a_batch_of_empty_sequences(device, api, b, t):
     case = Case("a batch of empty sequences is not an error", device)
     case.inputs.append(f"{api}: B={b} sequences, all empty (T={t} when padded)")
     ops = backends.for_device(device)
+    if api == "jagged-sdpa" and (why := apis.has("jagged")):
+        pytest.skip(why)
     if api == "jagged-sdpa":
         case.run("import torch.nn.functional as F", f"q = torch.nested.nested_tensor([torch.zeros(0, 1, 4)] * {b}, "
                  "layout=torch.jagged).transpose(1, 2)", "print(F.scaled_dot_product_attention(q, q, q))")
