@@ -52,11 +52,8 @@ def run_release(release: str, into: Path, extra: list[str]) -> Path | None:
     if got != str(parse(release)):
         print(f"matrix: torch {release}: the environment ran torch {got}", file=sys.stderr)
         return None
-    into.mkdir(parents=True, exist_ok=True)
-    kept = into / report_name(release)
-    shutil.copyfile(out, kept)
-    print(f"matrix: torch {release}: {doc['counts']} -> {kept}", flush=True)
-    return kept
+    print(f"matrix: torch {release}: {doc['counts']}", flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,9 +69,18 @@ def main(argv: list[str] | None = None) -> int:
             parse(r)
         except ValueError as e:
             parser.error(f"release {e}")
-    kept, lost = [], []
+    ran, lost = [], []
     for release in args.releases:
-        (kept if (path := run_release(release, args.into, extra)) else lost).append(path or release)
+        (ran if (path := run_release(release, args.into, extra)) else lost).append((release, path))
+    # kept only once every release has run: a report that replaces a tracked file (a committed
+    # baseline) would mark the later runs as made from a modified checkout
+    kept = []
+    for release, path in ran:
+        args.into.mkdir(parents=True, exist_ok=True)
+        kept.append(args.into / report_name(release))
+        shutil.copyfile(path, kept[-1])
+        print(f"kept: {kept[-1]}")
+    lost = [release for release, _ in lost]
     if kept:
         from reports import matrix
         docs = [(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p), schema.load(p)) for p in kept]
