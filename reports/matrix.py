@@ -127,7 +127,9 @@ def changes(a: dict, b: dict, ra: str, rb: str) -> list[Change]:
         if sa == sb:
             continue
         spec = (y or x).get("torch")
-        why = (f"the entry holds for torch {spec}" if spec and "not_applicable" in (sa, sb) else None)
+        why = (f"the entry holds for torch {spec}" if spec and "not_applicable" in (sa, sb) else
+               "its tests did not run on one of the two releases (their changes are listed below)"
+               if "not_run" in (sa, sb) else None)
         out.append(Change("deviation", entry, sa, sb, why, (y or x)["reason"][:300]))
     ra_ids = {r["id"]: r for r in a["results"]}
     rb_ids = {r["id"]: r for r in b["results"]}
