@@ -1,4 +1,4 @@
-"""Command line: ``python -m reports {compare,matrix,replay,render,validate} ...``.
+"""Command line: ``python -m reports {atlas,compare,matrix,replay,render,validate} ...``.
 
 Exit codes: 0 success (compare: no regression, every claimed input class reached; replay:
 the failure reproduced), 1 the answer is no (compare: a regression or an unreached class;
@@ -40,6 +40,15 @@ def cmd_compare(args) -> int:
     if args.html:
         _write(args.html, compare.html(diff, *names))
     return EXIT_NO if compare.failing(diff) else EXIT_OK
+
+
+def cmd_atlas(args) -> int:
+    from reports import atlas
+    version, situations = atlas.build()
+    _write(args.markdown, atlas.markdown(version, situations))
+    _write(args.html, atlas.html(version, situations))
+    print(f"written: {args.markdown}, {args.html} (torch {version})")
+    return EXIT_OK
 
 
 def cmd_matrix(args) -> int:
@@ -94,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", metavar="FILE", help="also write the comparison as Markdown")
     p.add_argument("--html", metavar="FILE", help="also write the comparison as a self-contained HTML page")
     p.set_defaults(run=cmd_compare)
+    p = sub.add_parser("atlas", help="what the running torch does with each way of applying a mask, in each "
+                                     "situation (docs/atlas.md and .html)")
+    p.add_argument("--markdown", metavar="FILE", default="docs/atlas.md", help="default: docs/atlas.md")
+    p.add_argument("--html", metavar="FILE", default="docs/atlas.html", help="default: docs/atlas.html")
+    p.set_defaults(run=cmd_atlas)
     p = sub.add_parser("matrix", help="the property x release table of REPORTs (one per torch release), "
                                       "with what changed between consecutive releases")
     p.add_argument("reports", nargs="+", metavar="REPORT")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from reports import render, schema
 
-# The committed reference run: torch 2.13.0, CPU, the ci profile (see the README to refresh it).
+# The committed reference run: torch 2.13.0, CPU, the ci profile (docs/reports.md says how to refresh it).
 BASELINE = Path(__file__).resolve().parent / "baselines" / "torch-2.13.0-cpu.json"
 
 REACH_PROFILE = "ci"  # the profile whose examples the reach claims are about

@@ -1,4 +1,4 @@
-"""Backends: the README's out-of-tree example runs the whole suite, --backend errors are one
+"""Backends: docs/backends.md's out-of-tree example runs the whole suite, --backend errors are one
 line, NumPy's missing ops are skipped by name, and the differential check catches a backend
 that disagrees with torch eager (a property of its own, so it must be able to fail too)."""
 
@@ -32,15 +32,15 @@ def run(*args: str, tmp: Path, pythonpath: Path | None = None, timeout: float = 
 
 
 def readme_backend() -> str:
-    """The example backend module, exactly as the README shows it."""
-    text = (ROOT / "README.md").read_text()
+    """The example backend module, exactly as docs/backends.md shows it."""
+    text = (ROOT / "docs" / "backends.md").read_text()
     blocks = re.findall(r"```python\n(# my_backend\.py.*?)```", text, re.S)
-    assert len(blocks) == 1, "README must hold exactly one '# my_backend.py' example"
+    assert len(blocks) == 1, "docs/backends.md must hold exactly one '# my_backend.py' example"
     return blocks[0]
 
 
 def test_the_readme_backend_runs_the_whole_suite(tmp_path):
-    """Written from the README alone, an out-of-tree backend module runs every property."""
+    """Written from docs/backends.md alone, an out-of-tree backend module runs every property."""
     (tmp_path / "my_backend.py").write_text(readme_backend())
     proc = run("conformance", "-n", "2", "--backend", "my_backend", "--device", "cpu", tmp=tmp_path,
                pythonpath=tmp_path)

@@ -1,0 +1,75 @@
+"""The front door and its generated pages: the mask atlas is what the CI torch computes today,
+the explain command prints the oracle's table, and every relative link in README.md and docs/
+points at a file that exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance import explain
+from reports import atlas
+
+ROOT = Path(__file__).resolve().parent.parent
+CI_TORCH = "2.13.0"  # the `test` group's torch (pyproject.toml): the release the atlas is committed for
+
+
+def test_the_committed_atlas_is_what_the_ci_torch_computes():
+    version, situations = atlas.build()
+    if not version.startswith(CI_TORCH):
+        pytest.skip(f"docs/atlas.md is committed for torch {CI_TORCH}; this is torch {version}: run "
+                    "`python -m reports atlas --markdown FILE --html FILE` to see this release's")
+    stale = "stale: regenerate it with `python -m reports atlas`"
+    assert (ROOT / "docs" / "atlas.md").read_text(encoding="utf-8") == atlas.markdown(version, situations), stale
+    assert (ROOT / "docs" / "atlas.html").read_text(encoding="utf-8") == atlas.html(version, situations), stale
+
+
+def test_the_atlas_covers_every_idiom_and_situation_and_links_each_cell():
+    version, situations = atlas.build()
+    from conformance.implementations import IMPLEMENTATIONS
+    titles = " ".join(s.title for s in situations)
+    for words in ("Padding", "Causal, square", "L < S", "L > S", "no kept key", "fully masked row",
+                  "+inf, nan", "float16"):
+        assert words in titles
+    idiom_cells = [c for s in situations for c in s.cells if "masked_softmax.py" in c.checked_by]
+    assert {c.checked_by.rsplit("-", 1)[-1].rstrip("]") for c in idiom_cells} >= set(IMPLEMENTATIONS)
+    for s in situations:
+        for c in s.cells:
+            module = c.checked_by.split("::")[0]
+            assert (ROOT / "conformance" / module).is_file(), c.checked_by
+            name = c.checked_by.split("::")[1].split("[")[0]
+            assert f"def {name}(" in (ROOT / "conformance" / module).read_text(), c.checked_by
+
+
+def test_explain_prints_the_alignment_table_and_the_result(capsys):
+    assert explain.main(["2,1,1,5", "2,2,5,5"]) == 0
+    out = capsys.readouterr().out
+    assert "stretched from 1 to 5" in out and out.rstrip().endswith("result: (2, 2, 5, 5)")
+    assert explain.main(["[2, 3]", "4,3,2"]) == 1
+    assert "dimension -1 has sizes 3, 2" in capsys.readouterr().out
+    assert explain.main(["3", "--to", "2,3"]) == 0
+    assert explain.main(["2,3", "--to", "3"]) == 1
+    assert explain.parse_shape("()") == () and explain.parse_shape("5,") == (5,)
+
+
+def test_explain_refuses_a_bad_shape_with_one_line():
+    proc = subprocess.run([sys.executable, "-m", "conformance.explain", "2,x", "3"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "'x' is not an integer size" in proc.stderr
+
+
+_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(p.relative_to(ROOT).as_posix()
+                                                        for p in (ROOT / "docs").glob("*.md"))])
+def test_every_relative_link_points_at_a_file(page):
+    text = (ROOT / page).read_text(encoding="utf-8")
+    broken = [t for t in _LINK.findall(text) if not re.match(r"[a-z]+:", t)
+              and not ((ROOT / page).parent / t).exists()]
+    assert not broken, f"{page} links to missing files: {broken}"
