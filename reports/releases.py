@@ -4,8 +4,8 @@ For each torch release it runs ``tox -e release`` with ``TORCH_RELEASE`` set (an
 of its own, ``.tox/release-RELEASE``, created once; a release other than 2.13.0 is a CUDA build
 of several GB from the registry, which runs on the CPU), keeps the run's report as
 ``DIR/torch-RELEASE-cpu.json`` (default DIR: reports/out/releases), and renders the
-property × release table of every report it ran (``DIR/matrix.md`` and ``DIR/matrix.html``, or
-the files ``--markdown`` and ``--html`` name; `reports.matrix`).
+property × release table of every report it ran (``reports/out/releases/matrix.md`` and
+``matrix.html``, or the files ``--markdown`` and ``--html`` name; `reports.matrix`).
 
 A release whose run fails its properties still gives a report: that is what the matrix is for.
 A release that gives no report (pip cannot install it, the run crashed before writing) is
@@ -85,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         from reports import matrix
         docs = [(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p), schema.load(p)) for p in kept]
         m = matrix.build(docs)
-        targets = [] if args.markdown or args.html else [(args.into / "matrix.md", matrix.markdown(m)),
-                                                         (args.into / "matrix.html", matrix.html(m))]
+        # the matrix of this run goes beside the run's reports, never into --into (a baselines
+        # folder holds reports only), unless --markdown / --html say where
+        targets = [] if args.markdown or args.html else [(DEFAULT_INTO / "matrix.md", matrix.markdown(m)),
+                                                         (DEFAULT_INTO / "matrix.html", matrix.html(m))]
         targets += [(p, matrix.markdown(m)) for p in [args.markdown] if p]
         targets += [(p, matrix.html(m)) for p in [args.html] if p]
         for path, text in targets:
