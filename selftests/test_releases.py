@@ -276,3 +276,30 @@ def test_compare_across_releases_lists_explained_changes_apart_from_regressions(
     assert [c.id for c in diff.regressions] == [broken["id"]]
     assert {skipped["id"], gapped["id"]} <= {c.id for c in diff.explained}
     assert any("different torch releases" in w for w in diff.warnings)
+
+
+def test_the_matrix_runner_keeps_reports_in_into_and_the_matrix_beside_the_runs(tmp_path, monkeypatch):
+    """`tox -e matrix -- --into DIR RELEASE...`: each release's report is kept in DIR as
+    torch-RELEASE-cpu.json once all have run; the rendered matrix goes to reports/out/releases,
+    not into DIR; a release that gives no report is named and the exit status is 2."""
+    from reports import releases as runner
+
+    made = {}
+
+    def fake_run(release, into, extra):
+        if release == "9.9.9":
+            return None
+        path = tmp_path / "runs" / release / "report.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(_as_release(_baseline(), release)))
+        made[release] = path
+        return path
+
+    monkeypatch.setattr(runner, "run_release", fake_run)
+    monkeypatch.setattr(runner, "DEFAULT_INTO", tmp_path / "out")
+    into = tmp_path / "baselines"
+    assert runner.main(["--into", str(into), "2.4.1", "2.13.0"]) == 0
+    assert sorted(p.name for p in into.iterdir()) == ["torch-2.13.0-cpu.json", "torch-2.4.1-cpu.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["matrix.html", "matrix.md"]
+    assert runner.main(["--into", str(tmp_path / "b2"), "2.5.0", "9.9.9"]) == 2
+    assert [p.name for p in (tmp_path / "b2").iterdir()] == ["torch-2.5.0-cpu.json"]
