@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from conformance.backends import OpWrapper
 from conformance.devices import device_type
 from conformance.releases import holds
 
@@ -92,29 +93,21 @@ def declared(backend, op: str, dtype: str, device: str) -> bool:
     return not any(m.covers(op, dtype, device, None) for m in backend.missing)
 
 
-class Capable:
+class Capable(OpWrapper):
     """The ops of a backend, each refusal "not implemented for <dtype>" of an op × dtype ×
     device the backend does not declare turned into a CapabilityGap; others pass through."""
 
     def __init__(self, ops, backend, device: str):
-        self._ops, self._backend, self._device = ops, backend, device
-        self._wrapped: dict = {}
+        super().__init__(ops)
+        self._backend, self._device = backend, device
 
-    def __getattr__(self, name):
-        from conformance.backends import OPS
-
-        target = getattr(self._ops, name)
-        if name not in OPS or not callable(target):
-            return target
-        fn = self._wrapped.get(name)
-        if fn is None:
-            def fn(*args, **kwargs):
-                try:
-                    return target(*args, **kwargs)
-                except (RuntimeError, NotImplementedError) as e:
-                    found = gap_of(e)
-                    if found is None or declared(self._backend, name, found[1], self._device):
-                        raise
-                    raise CapabilityGap(name, found[1], self._device, found[0], str(e).split("\n")[0]) from e
-            self._wrapped[name] = fn
+    def _wrap(self, name, target):
+        def fn(*args, **kwargs):
+            try:
+                return target(*args, **kwargs)
+            except (RuntimeError, NotImplementedError) as e:
+                found = gap_of(e)
+                if found is None or declared(self._backend, name, found[1], self._device):
+                    raise
+                raise CapabilityGap(name, found[1], self._device, found[0], str(e).split("\n")[0]) from e
         return fn

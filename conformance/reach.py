@@ -26,6 +26,7 @@ import functools
 from typing import Iterable
 
 from conformance import rules
+from conformance.backends import OpWrapper
 
 # --------------------------------------------------------------------------- recording
 
@@ -533,38 +534,30 @@ _OP_CLASSES = {
 }
 
 
-class Observed:
+class Observed(OpWrapper):
     """The ops of a backend (or of a differential pair), each call classified while an
     example is being recorded; attributes that are not ops pass through.  A backend whose
     arrays are not torch tensors (`torch_arrays` False) has only its shape-only op classified."""
 
     def __init__(self, ops, torch_arrays: bool = True):
-        self._ops = ops
+        super().__init__(ops)
         self._torch_arrays = torch_arrays
-        self._wrapped: dict = {}
 
-    def __getattr__(self, name):
-        from conformance.backends import OPS
-
-        target = getattr(self._ops, name)
-        if name not in OPS or not callable(target):
+    def _wrap(self, name, target):
+        if not self._torch_arrays and name != "broadcast_shapes":
             return target
-        fn = self._wrapped.get(name)
-        if fn is None and not self._torch_arrays and name != "broadcast_shapes":
-            fn = self._wrapped[name] = target
-        if fn is None:
-            def fn(*args, **kwargs):
-                if _current is None:
-                    return target(*args, **kwargs)
-                _current.update(classify(name, args, kwargs))
-                try:
-                    out = target(*args, **kwargs)
-                except Exception:
-                    _current.add(f"{name}.outcome:raises")
-                    raise
-                _current.add(f"{name}.outcome:returns")
-                return out
-            self._wrapped[name] = fn
+
+        def fn(*args, **kwargs):
+            if _current is None:
+                return target(*args, **kwargs)
+            _current.update(classify(name, args, kwargs))
+            try:
+                out = target(*args, **kwargs)
+            except Exception:
+                _current.add(f"{name}.outcome:raises")
+                raise
+            _current.add(f"{name}.outcome:returns")
+            return out
         return fn
 
 

@@ -157,6 +157,28 @@ class Backend:
         return f"<backend {self.name} ({self.spec})>"
 
 
+class OpWrapper:
+    """The ops of `ops` (a backend, or another wrapper), each wrapped on first use by the
+    subclass's ``_wrap(name, target)`` and kept; attributes that are not ops pass through.
+    `conformance.reach.Observed` and `conformance.capabilities.Capable` are the two layers."""
+
+    def __init__(self, ops):
+        self._ops = ops
+        self._wrapped: dict = {}
+
+    def __getattr__(self, name):
+        target = getattr(self._ops, name)
+        if name not in OPS or not callable(target):
+            return target
+        fn = self._wrapped.get(name)
+        if fn is None:
+            fn = self._wrapped[name] = self._wrap(name, target)
+        return fn
+
+    def _wrap(self, name: str, target: Callable) -> Callable:
+        raise NotImplementedError
+
+
 def _nothing() -> None:
     pass
 
