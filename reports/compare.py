@@ -92,7 +92,7 @@ def compare(base: dict, cand: dict) -> Diff:
         a, b = old.get(test_id), new.get(test_id)
         before = a["outcome"] if a else None
         after = b["outcome"] if b else None
-        why = _explained(a, b, base, cand) if releases and a and b else None
+        why = release_explanation(a, b, base, cand) if releases and a and b else None
         if why:
             diff.explained.append(Change(test_id, before, after, why))
             continue
@@ -117,9 +117,9 @@ def compare(base: dict, cand: dict) -> Diff:
         elif (before == "skipped") != (after == "skipped"):
             diff.coverage.append(Change(test_id, before, after, b.get("skip_reason") or ""))
         elif after == "capability_gap" and before != after:
-            diff.coverage.append(Change(test_id, before, after, "new capability gap: " + _gap_words(b)))
+            diff.coverage.append(Change(test_id, before, after, "new capability gap: " + gap_words(b)))
         elif before == "capability_gap" and before != after:
-            diff.coverage.append(Change(test_id, before, after, "capability gap closed: " + _gap_words(a)))
+            diff.coverage.append(Change(test_id, before, after, "capability gap closed: " + gap_words(a)))
         if judge_reach and b is not None and after not in ("skipped", "capability_gap") \
                 and (b.get("reach") or {}).get("unreached"):
             missing = b["reach"]["unreached"]
@@ -168,31 +168,42 @@ def _releases(base: dict, cand: dict) -> tuple[str, str] | None:
     return (a or "?", b or "?") if a != b else None
 
 
-def _gap_words(record: dict) -> str:
+def gap_words(record: dict) -> str:
+    """A test's capability gaps in words: "softmax float16 on cpu, ..."."""
     return ", ".join(f"{g['op']} {g['dtype']} on {g['device']}" for g in record.get("gaps") or []) or "-"
 
 
-def _policy_changes(base: dict, cand: dict) -> list[Change]:
+def policy_diffs(base: dict, cand: dict) -> list[tuple[str, dict | None, dict | None]]:
+    """(api, baseline policy, candidate policy) for each API whose fully-masked policy differs
+    between the two reports' expectations (None: that release has no policy for the API)."""
     pa = {p["api"]: p for p in (base.get("expectations") or {}).get("policies", [])}
     pb = {p["api"]: p for p in (cand.get("expectations") or {}).get("policies", [])}
-    return [Change(f"policy {api}", pa[api]["rows"], pb[api]["rows"],
-                   f"torch {pb[api]['torch']}: {pb[api]['source']}")
-            for api in sorted(pa.keys() & pb.keys()) if pa[api]["rows"] != pb[api]["rows"]]
+    return [(api, pa.get(api), pb.get(api)) for api in sorted(pa.keys() | pb.keys())
+            if (pa.get(api) or {}).get("rows") != (pb.get(api) or {}).get("rows")]
 
 
-def _explained(a: dict, b: dict, base: dict, cand: dict) -> str | None:
-    """Why a test's change between two torch releases is expected, or None (judge it as usual)."""
+def _policy_changes(base: dict, cand: dict) -> list[Change]:
+    return [Change(f"policy {api}", x["rows"], y["rows"], f"torch {y['torch']}: {y['source']}")
+            for api, x, y in policy_diffs(base, cand) if x and y]
+
+
+def release_explanation(a: dict, b: dict, base: dict, cand: dict) -> str | None:
+    """Why test record `a` (in report `base`) became `b` (in `cand`) between two torch releases,
+    when a version-aware expectation accounts for it; None when nothing does (judge it as usual).
+    compare and the release matrix (`reports.matrix`) both ask this."""
     before, after = a["outcome"], b["outcome"]
     if before == after:
         return None
     skipped = a if before == "skipped" else b if after == "skipped" else None
-    if skipped is not None and "lacks" in (skipped.get("skip_reason") or ""):
+    # attention_apis.has(): "torch 2.1.2 lacks <feature> (torch >=2.3)"
+    if skipped is not None and " lacks " in (skipped.get("skip_reason") or ""):
         return "a feature one release lacks: " + " ".join(skipped["skip_reason"].split())[:160]
     if "capability_gap" in (before, after) and not ({before, after} & schema.BROKEN):
-        return "capability gap: " + _gap_words(a if before == "capability_gap" else b)
-    entries = {e["id"]: e for doc in (base, cand) for e in doc["deviations"]["entries"]}
-    if "known_deviation" in (before, after) and {before, after} <= {"known_deviation", "passed"} and any(
-            a["id"].startswith(i) and e.get("torch") for i, e in entries.items()):
+        return "capability gap: " + gap_words(a if before == "capability_gap" else b)
+    not_applicable = [e["id"] for doc in (base, cand) for e in doc["deviations"]["entries"]
+                      if e["status"] == "not_applicable"]
+    if "known_deviation" in (before, after) and {before, after} <= {"known_deviation", "passed"} \
+            and any(a["id"].startswith(i) for i in not_applicable):
         return "a known deviation of some releases only (its torch specifier)"
     return None
 

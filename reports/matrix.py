@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from conformance.releases import parse
 from reports import render, schema
+from reports.compare import policy_diffs, release_explanation
 
 NOT_RUN = "absent"
 
@@ -95,12 +96,7 @@ def changes(a: dict, b: dict, ra: str, rb: str) -> list[Change]:
     """What changed from the report of release `ra` to that of `rb`."""
     out: list[Change] = []
     ea, eb = _expect(a), _expect(b)
-    pa = {p["api"]: p for p in ea["policies"]}
-    pb = {p["api"]: p for p in eb["policies"]}
-    for api in sorted(pa.keys() | pb.keys()):
-        x, y = pa.get(api), pb.get(api)
-        if x and y and x["rows"] == y["rows"]:
-            continue
+    for api, x, y in policy_diffs(a, b):
         out.append(Change("policy", api, x["rows"] if x else "-", y["rows"] if y else "-",
                           f"policy {api}: torch {(y or x)['torch']}", (y or x)["source"],
                           snippet=(y or x).get("example") or None))
@@ -133,34 +129,19 @@ def changes(a: dict, b: dict, ra: str, rb: str) -> list[Change]:
         out.append(Change("deviation", entry, sa, sb, why, (y or x)["reason"][:300]))
     ra_ids = {r["id"]: r for r in a["results"]}
     rb_ids = {r["id"]: r for r in b["results"]}
-    not_applicable = {e["id"] for e in list(da.values()) + list(db.values()) if e.get("status") == "not_applicable"}
     for test in sorted(ra_ids.keys() | rb_ids.keys()):
         x, y = ra_ids.get(test), rb_ids.get(test)
         oa, ob = (x or {}).get("outcome", NOT_RUN), (y or {}).get("outcome", NOT_RUN)
         if oa == ob:
             continue
-        out.append(_test_change(test, x, y, oa, ob, not_applicable))
+        shown = y if ob in schema.BROKEN | {"known_deviation", "fixed"} else x
+        failure = (shown or {}).get("failure") or {}
+        explained = (release_explanation(x, y, a, b) if x and y else
+                     "the suite's tests differ between the two reports")
+        out.append(Change("test", test, oa, ob, explained,
+                          " ".join(str(failure.get("what") or failure.get("message") or "").split())[:400],
+                          list(failure.get("inputs") or [])[:12], failure.get("snippet")))
     return out
-
-
-def _test_change(test, x, y, oa, ob, not_applicable) -> Change:
-    shown = y if ob in schema.BROKEN | {"known_deviation", "fixed"} else x
-    failure = (shown or {}).get("failure") or {}
-    explained = None
-    skipped = x if oa == "skipped" else y if ob == "skipped" else None
-    # attention_apis.has(): "torch 2.1.2 lacks <feature> (torch >=2.3)"
-    if skipped and " lacks " in (skipped.get("skip_reason") or "") and "(torch " in skipped["skip_reason"]:
-        explained = "a feature the older release lacks: " + " ".join((skipped.get("skip_reason") or "").split())[:160]
-    elif "capability_gap" in (oa, ob) and not ({oa, ob} & schema.BROKEN):
-        gaps = (x if oa == "capability_gap" else y).get("gaps") or []
-        explained = "capability gap: " + ", ".join(f"{g['op']} {g['dtype']} on {g['device']}" for g in gaps)
-    elif "known_deviation" in (oa, ob) and any(test.startswith(e) for e in not_applicable):
-        explained = "a known deviation for some releases only (its torch specifier)"
-    elif oa == NOT_RUN or ob == NOT_RUN:
-        explained = "the suite's tests differ between the two reports"
-    return Change("test", test, oa, ob, explained,
-                  " ".join(str(failure.get("what") or failure.get("message") or "").split())[:400],
-                  list(failure.get("inputs") or [])[:12], failure.get("snippet"))
 
 
 # --------------------------------------------------------------------------- rendering
