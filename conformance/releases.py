@@ -25,7 +25,7 @@ NUMPY = (("<2.4", "<2"), (">=2.4", ">=1.26"))
 
 def numpy_for(release: str) -> str:
     """The NumPy specifier to install beside torch `release`."""
-    return next(spec for torch, spec in NUMPY if parse(release) in SpecifierSet(torch))
+    return next(spec for torch, spec in NUMPY if holds(torch, parse(release)))
 
 
 class BadSpecifier(ValueError):

@@ -32,7 +32,7 @@ def report_name(release: str) -> str:
     return f"torch-{release}-cpu.json"
 
 
-def run_release(release: str, into: Path, extra: list[str]) -> Path | None:
+def run_release(release: str, extra: list[str]) -> Path | None:
     """Run the ci profile on `release`; the kept report's path, or None (a line says why)."""
     env = {**os.environ, "TORCH_RELEASE": release, "RELEASE_NUMPY": numpy_for(release), "HYPOTHESIS_PROFILE": "ci"}
     out = ROOT / "reports" / "out" / "releases" / f"torch-{release}-cpu" / "report.json"
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"release {e}")
     ran, lost = [], []
     for release in args.releases:
-        (ran if (path := run_release(release, args.into, extra)) else lost).append((release, path))
+        (ran if (path := run_release(release, extra)) else lost).append((release, path))
     # kept only once every release has run: a report that replaces a tracked file (a committed
     # baseline) would mark the later runs as made from a modified checkout
     kept = []

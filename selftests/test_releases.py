@@ -286,7 +286,7 @@ def test_the_matrix_runner_keeps_reports_in_into_and_the_matrix_beside_the_runs(
 
     made = {}
 
-    def fake_run(release, into, extra):
+    def fake_run(release, extra):
         if release == "9.9.9":
             return None
         path = tmp_path / "runs" / release / "report.json"
