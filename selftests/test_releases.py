@@ -303,3 +303,19 @@ def test_the_matrix_runner_keeps_reports_in_into_and_the_matrix_beside_the_runs(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["matrix.html", "matrix.md"]
     assert runner.main(["--into", str(tmp_path / "b2"), "2.5.0", "9.9.9"]) == 2
     assert [p.name for p in (tmp_path / "b2").iterdir()] == ["torch-2.5.0-cpu.json"]
+
+
+def test_a_failure_under_an_entry_of_other_releases_is_not_excused():
+    """known_deviation -> passed under an entry that is not_applicable on one release is
+    explained; known_deviation -> failed is not: the test broke in another way."""
+    base = _baseline()
+    entry = next(e for e in base["deviations"]["entries"] if e["status"] == "matched")
+    test = next(r for r in base["results"] if r["id"].startswith(entry["id"]))
+    for outcome, explained in (("passed", True), ("failed", False)):
+        newer = _as_release(base, "2.99.0")
+        next(e for e in newer["deviations"]["entries"] if e["id"] == entry["id"])["status"] = "not_applicable"
+        r = next(r for r in newer["results"] if r["id"] == test["id"])
+        r["outcome"] = outcome
+        assert (compare.release_explanation(test, r, base, newer) is not None) is explained
+        change = next(c for c in matrix.build([("a", base), ("b", newer)]).steps[0][2] if c.subject == test["id"])
+        assert (change.explained is not None) is explained
