@@ -13,7 +13,12 @@ from conformance import backends, devices, profiles
 from conformance.failures import ConformanceFailure
 from reports import plugin as report_plugin
 
-PROFILE = profiles.load_from_environment()  # --hypothesis-profile, applied later, wins
+try:
+    PROFILE = profiles.load_from_environment()  # --hypothesis-profile, applied later, wins
+except profiles.UnknownProfile as e:
+    PROFILE, _PROFILE_ERROR = None, str(e)  # said as a usage error once pytest can say it
+else:
+    _PROFILE_ERROR = None
 
 
 def pytest_addoption(parser):
@@ -34,7 +39,32 @@ def pytest_addoption(parser):
     report_plugin.add_options(parser)
 
 
+def _check_options(config):
+    """Bad options are one line and exit 4, before any plugin turns them into a traceback
+    (Hypothesis's for an unknown profile, pytest-shard's for a shard id out of range)."""
+    if _PROFILE_ERROR:
+        raise pytest.UsageError(_PROFILE_ERROR)
+    try:
+        if name := config.getoption("hypothesis_profile", None):
+            profiles.check(name)
+    except profiles.UnknownProfile as e:
+        raise pytest.UsageError(str(e)) from None
+    count, shard = config.getoption("num_shards", None), config.getoption("shard_id", None)
+    if count is not None and count < 1:
+        raise pytest.UsageError(f"--num-shards {count}: the number of shards must be at least 1")
+    if shard is not None and not 0 <= shard < (count or 1):
+        raise pytest.UsageError(f"--shard-id {shard}: shard ids run from 0 to --num-shards - 1 "
+                                f"({(count or 1) - 1} here)")
+    for what in ("--device", "--backend"):
+        value = config.getoption(what)
+        if value is not None and (not value.strip() or any(not p.strip() for p in value.split(",")
+                                                            if what == "--device")):
+            raise pytest.UsageError(f"{what} {value!r}: empty name")
+
+
+@pytest.hookimpl(tryfirst=True)  # before Hypothesis's plugin loads the profile
 def pytest_configure(config):
+    _check_options(config)
     config.addinivalue_line("markers", "ops(*names, param=None, rename=None): the backend ops a "
                             "property calls (or: the op named by parameter `param`); skipped "
                             "where the backend lacks one")
@@ -62,7 +92,9 @@ def _set_up(config) -> None:
                                         or os.environ.get("CONFORMANCE_BACKEND")),
                           config.getoption("--differential"))
         devices.check_known(_selected(config))
-    except (devices.UnknownDevice, backends.BackendError) as e:
+        if config.getoption("--device"):  # named explicitly: it must be there (auto-discovery skips)
+            devices.check_available(_selected(config))
+    except (devices.UnknownDevice, devices.UnavailableDevice, backends.BackendError) as e:
         raise pytest.UsageError(str(e)) from None
     try:
         config.pluginmanager.register(report_plugin.ReportPlugin(config), "conformance-report")
@@ -224,10 +256,15 @@ def _header(config) -> list[str]:
     import torch
 
     sel = _selected(config)
-    shown = ", ".join(devices.describe(d) + ("" if devices.is_available(d) else " (unavailable)")
-                      for d in sel)
+    shown = ", ".join(devices.describe(d) for d in sel) or "none"
     backend = backends.active()
     diff = [d for d in sel if backends.differential_on(d)]
-    return [f"conformance: backend {backend.name} ({backend.spec}); torch {torch.__version__}; "
-            f"devices: {shown}; hypothesis profile: {settings._current_profile}",
-            "differential against torch eager on cpu: " + (", ".join(diff) if diff else "off")]
+    lines = [f"conformance: backend {backend.name} ({backend.spec}); torch {torch.__version__}; "
+             f"devices: {shown}; hypothesis profile: {settings._current_profile}",
+             "differential against torch eager on cpu: " + (", ".join(diff) if diff else "off")]
+    if not config.getoption("--device"):  # auto-discovery: what was asked, and each answer
+        lines.append("devices considered: " + "; ".join(
+            devices.probe(d).words() + ("" if backend.runs_on(d) or not devices.is_available(d)
+                                        else f", but backend {backend.name} does not run on it")
+            for d in devices.considered()))
+    return lines

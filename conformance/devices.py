@@ -1,11 +1,46 @@
 """Which devices the suite runs on: the one place that knows about device names.
 
+Each device type has one availability probe (`PROBES`): it says whether the device can be
+used here, and when not, why and how to get it.  ``--device`` names the devices to check;
+a device named there that its probe finds unavailable stops the run (exit 4, one line), while
+the devices found without ``--device`` are those whose probe says yes, and the report lists
+every device considered with its probe's answer.
+
 torch is imported where it is needed, not with this module: the pytest-xdist controller loads
 this module before its workers start, and torch only after (see conftest.py)."""
 
 from __future__ import annotations
 
-KNOWN = ("cpu", "cuda", "mps", "xpu")
+import functools
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable
+
+KNOWN = ("cpu", "cuda", "mps", "xpu", "xla")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A probe's answer for one device type: whether it is usable, why not, how to get it."""
+
+    available: bool
+    description: str  # what it is: "cuda (NVIDIA H200)", "xla (PJRT runtime: CPU)"
+    why: str = ""  # when unavailable: what is missing
+    how: str = ""  # when unavailable: what would make it available
+
+    def words(self) -> str:
+        if self.available:
+            return f"{self.description}: available"
+        return f"{self.description}: not available ({self.why}{'; ' + self.how if self.how else ''})"
+
+
+class UnknownDevice(ValueError):
+    """A --device name that this torch does not know; the message is one line."""
+
+
+class UnavailableDevice(ValueError):
+    """A device named with --device that cannot be used here; the message is one line."""
 
 
 def _privateuse1() -> str | None:
@@ -15,8 +50,65 @@ def _privateuse1() -> str | None:
     return None if name == "privateuseone" else name
 
 
-class UnknownDevice(ValueError):
-    """A --device name that this torch does not know; the message is one line."""
+def _torch_module_probe(name: str, module: Callable, how: str) -> Probe:
+    import torch
+
+    try:
+        mod = module(torch)
+        ok = bool(mod is not None and mod.is_available())
+    except Exception as e:  # a half-installed backend must not break collection
+        return Probe(False, name, f"its availability check raised {type(e).__name__}: {e}"[:200], how)
+    if ok:
+        return Probe(True, name)
+    return Probe(False, name, f"torch {torch.__version__} reports no {name} device on this machine", how)
+
+
+def _cpu() -> Probe:
+    return Probe(True, "cpu")
+
+
+def _cuda() -> Probe:
+    import torch
+
+    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+        return Probe(False, "cuda", f"torch {torch.__version__} is a CPU-only build",
+                     "install a CUDA or ROCm build of torch")
+    probe = _torch_module_probe("cuda", lambda t: t.cuda, "a machine with a GPU and its driver")
+    if probe.available:
+        return Probe(True, f"cuda ({torch.cuda.get_device_name()})")
+    return probe
+
+
+def _mps() -> Probe:
+    return _torch_module_probe("mps", lambda t: t.backends.mps, "Apple silicon with macOS 12.3+")
+
+
+def _xpu() -> Probe:
+    return _torch_module_probe("xpu", lambda t: getattr(t, "xpu", None), "an Intel GPU with an XPU build of torch")
+
+
+def _xla() -> Probe:
+    """torch_xla registers no ``torch.xla`` and is not a PrivateUse1 device: its runtime says
+    which PJRT device it drives (PJRT_DEVICE=CPU, TPU, CUDA)."""
+    how = "pip install torch-xla (the release that matches torch) and set PJRT_DEVICE, e.g. PJRT_DEVICE=CPU"
+    if importlib.util.find_spec("torch_xla") is None:
+        return Probe(False, "xla", "torch_xla is not installed", how)
+    try:
+        runtime = importlib.import_module("torch_xla.runtime")
+        kind = runtime.device_type()
+    except Exception as e:
+        return Probe(False, "xla", f"torch_xla's runtime failed to start: {type(e).__name__}: {e}"[:300], how)
+    if not kind:
+        return Probe(False, "xla", "torch_xla's runtime reports no device (PJRT_DEVICE is not set)", how)
+    return Probe(True, f"xla (PJRT runtime: {kind})")
+
+
+def _privateuse1_probe(name: str) -> Probe:
+    return _torch_module_probe(name, lambda t: getattr(t, name, None),
+                               f"the {name} backend module must register torch.{name} with is_available()")
+
+
+PROBES: dict[str, Callable[[], Probe]] = {"cpu": _cpu, "cuda": _cuda, "mps": _mps, "xpu": _xpu, "xla": _xla}
 
 
 def check_known(devices: list[str]) -> None:
@@ -35,32 +127,47 @@ def check_known(devices: list[str]) -> None:
                 "backend module, before the suite starts)") from None
 
 
+def check_available(devices: list[str]) -> None:
+    """Raise UnavailableDevice for the first device (named with --device) that its probe finds
+    unusable: a gate asked to check a device must not go green having checked nothing on it."""
+    for name in devices:
+        p = probe(name)
+        if not p.available:
+            raise UnavailableDevice(f"--device {name}: not available here: {p.why}"
+                                    + (f" (to use it: {p.how})" if p.how else ""))
+
+
 def device_type(device: str) -> str:
     """'cuda:1' -> 'cuda'."""
     return device.split(":", 1)[0]
 
 
-def is_available(device: str) -> bool:
-    import torch
+@functools.cache
+def probe(device: str) -> Probe:
+    """The availability probe's answer for the type of `device` (asked once per process)."""
+    kind = device_type(device)
+    if kind in PROBES:
+        return PROBES[kind]()
+    if kind == _privateuse1():
+        return _privateuse1_probe(kind)
+    return Probe(False, kind, "the suite has no availability probe for this device type",
+                 "register it as torch's PrivateUse1 backend")
 
-    device = device_type(device)
-    if device == "cpu":
-        return True
-    if device == _privateuse1():
-        module = getattr(torch, device, None)
-        return bool(module is not None and module.is_available())
-    module = getattr(torch, device, None) if device != "mps" else getattr(torch.backends, "mps", None)
-    try:
-        return bool(module is not None and module.is_available())
-    except Exception:  # a half-installed backend must not break collection
-        return False
+
+def is_available(device: str) -> bool:
+    return probe(device).available
+
+
+def considered() -> list[str]:
+    """Every device type auto-discovery asks about."""
+    names = list(KNOWN)
+    if (p1 := _privateuse1()) is not None and p1 not in names:
+        names.append(p1)
+    return names
 
 
 def available() -> list[str]:
-    names = list(KNOWN)
-    if (p1 := _privateuse1()) is not None:
-        names.append(p1)
-    return [d for d in names if is_available(d)]
+    return [d for d in considered() if is_available(d)]
 
 
 def parse(option: str | None) -> list[str]:
@@ -71,8 +178,4 @@ def parse(option: str | None) -> list[str]:
 
 
 def describe(device: str) -> str:
-    import torch
-
-    if device == "cuda" and is_available("cuda"):
-        return f"cuda ({torch.cuda.get_device_name()})"
-    return device
+    return probe(device).description if is_available(device) else device

@@ -43,11 +43,33 @@ settings.register_profile("zoo", settings.get_profile("ci"), phases=[Phase.expli
 DEFAULT = "ci"
 
 
+class UnknownProfile(ValueError):
+    """A profile name that is not registered; the message is one line."""
+
+
+NAMES = ("ci", "dev", "thorough", "compile", "selftest", "zoo")
+
+
+def check(name: str, where: str = "--hypothesis-profile") -> None:
+    """Raise UnknownProfile unless `name` is a registered profile."""
+    from hypothesis.errors import InvalidArgument
+
+    try:
+        settings.get_profile(name)
+    except InvalidArgument:
+        raise UnknownProfile(f"{where} {name}: no such Hypothesis profile; the suite's profiles are "
+                             f"{', '.join(NAMES)} (conformance/profiles.py)") from None
+
+
 def load_from_environment() -> str:
     """Load HYPOTHESIS_PROFILE (default ``ci``); CONFORMANCE_MAX_EXAMPLES=N scales it to N
-    examples per property, everything else kept (the benchmark's linearity check)."""
+    examples per property, everything else kept (the benchmark's linearity check).  An unknown
+    name raises UnknownProfile (one line)."""
     name = os.environ.get("HYPOTHESIS_PROFILE", DEFAULT)
+    check(name, "HYPOTHESIS_PROFILE")
     if n := os.environ.get("CONFORMANCE_MAX_EXAMPLES"):
+        if not n.isdigit() or int(n) < 1:
+            raise UnknownProfile(f"CONFORMANCE_MAX_EXAMPLES={n}: not a positive number of examples")
         settings.register_profile(f"{name}-{n}", settings.get_profile(name), max_examples=int(n))
         name = f"{name}-{n}"
     settings.load_profile(name)

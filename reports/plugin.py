@@ -30,6 +30,7 @@ from conformance.capabilities import CapabilityGap
 from reports import environment, inflight, render, schema
 
 PAYLOAD = "conformance-report"
+CHECKED = "conformance-checked"  # examples a test checked, sent with or without a report
 MAX_WORKER_RESTARTS = 100  # a backend that crashes in more tests than this stops the run
 _BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([A-Za-z0-9+/=]*)'\)")
 RENDER_EVERY_S = 2.0
@@ -121,6 +122,64 @@ def _skip_reason(report) -> str:
     return reason.removeprefix("Skipped: ")
 
 
+# Exit statuses for a run that checked nothing: pytest's own "no tests" status, and its usage
+# error where the cause is the backend (it implements none of the selected tests' ops).
+EXIT_NOTHING_CHECKED = pytest.ExitCode.NO_TESTS_COLLECTED
+EXIT_BACKEND_UNUSABLE = pytest.ExitCode.USAGE_ERROR
+_MISSING_OPS = re.compile(r"^backend .* does not (implement|use torch tensors)")
+
+
+def nothing_checked(tally: dict, exitstatus: int) -> tuple[int, str] | None:
+    """(exit status, one line) when the run checked no example at all, else None: green must
+    mean checked.  A run that already failed keeps its status."""
+    if tally["examples"] or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        return None
+    reasons = tally["skip_reasons"]
+    skipped = sum(reasons.values())
+    if not skipped:
+        return EXIT_NOTHING_CHECKED, ("conformance: no example was checked: no test was selected "
+                                      "(check the paths, -k and -m expressions, and the shard)")
+    (top, n), = reasons.most_common(1)
+    line = (f"conformance: no example was checked: all {skipped} selected tests were skipped "
+            f"({top if n == skipped else f'{n} of them: {top}'})")
+    if all(_MISSING_OPS.match(r) for r in reasons):
+        return EXIT_BACKEND_UNUSABLE, line
+    return EXIT_NOTHING_CHECKED, line
+
+
+def _build_tag(torch_env: dict) -> str:
+    """'cpu', 'cu121', 'rocm6.1', from the torch build the report records."""
+    version = torch_env.get("version") or ""
+    if "+" in version:
+        return version.split("+", 1)[1]
+    if torch_env.get("cuda"):
+        return "cu" + torch_env["cuda"].replace(".", "")
+    if torch_env.get("hip"):
+        return "rocm" + torch_env["hip"]
+    return "cpu"
+
+
+def selection(config, backend, devices: list[str], profile: str, torch_env: dict) -> dict:
+    """What this run was asked to check: a compare of two reports is only fair between runs that
+    checked the same things, and a merge only of shards of one selection."""
+    num = config.getoption("num_shards", None)
+    shard = {"count": int(num), "id": int(config.getoption("shard_id") or 0)} if num else None
+    root = Path(str(config.rootpath))
+    paths = []
+    for arg in config.args:
+        path, _, rest = str(arg).partition("::")
+        try:
+            path = Path(path).resolve().relative_to(root).as_posix()
+        except ValueError:
+            pass
+        paths.append(path + ("::" + rest if rest else ""))
+    return {"backend": backend.name, "backend_spec": backend.spec, "devices": list(devices),
+            "devices_named": bool(config.getoption("--device")),
+            "paths": paths, "keyword": config.option.keyword or None,
+            "markexpr": config.option.markexpr or None, "shard": shard, "profile": profile,
+            "torch_build": _build_tag(torch_env)}
+
+
 def split_id(test_id: str) -> tuple[str, str]:
     """'test_m.py::test_p[cpu]' -> ('test_m.py', 'test_p')."""
     module, _, rest = test_id.partition("::")
@@ -190,6 +249,7 @@ class ReportPlugin:
         self.doc: dict | None = None
         self.last_render = 0.0
         self.t0 = config.stash.get(_STARTED, time.time())
+        self.tally = {"tests": 0, "examples": 0, "skip_reasons": collections.Counter()}
 
     # ------------------------------------------------------------------ every process
 
@@ -300,11 +360,13 @@ class ReportPlugin:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         report = (yield).get_result()
-        if not self.enabled:
-            return
         data: dict = {"when": report.when}
         if report.when == "setup":
             data.update(rule=_rule_of(item), params=_params_of(item))
+        if report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis"):
+            report.user_properties.append((CHECKED, self.calls - self._unchecked()))
+        if not self.enabled:
+            return
         if report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis"):
             data.update(examples=self.calls, discarded=self.discarded, body_time_s=round(self.body_time, 4),
                         draw_time_s=round(_DRAW_TIME[0] - self.draw_start, 4),
@@ -339,6 +401,9 @@ class ReportPlugin:
         workers = getattr(config.option, "numprocesses", None) or 0
         env = environment.capture(devices, profile, int(workers) if str(workers).isdigit() else 0)
         backend = backends.active()
+        considered = [{"name": d, "available": p.available, "description": p.description,
+                       "why": p.why or None, "used": d in selected}
+                      for d in dict.fromkeys([*devmod.considered(), *selected]) for p in [devmod.probe(d)]]
         self.doc = {
             "schema": schema.NAME, "schema_version": schema.VERSION,
             "suite": {"name": schema.SUITE, **environment.suite_revision(self.root)},
@@ -346,6 +411,8 @@ class ReportPlugin:
                     "exit_status": None, "backend": backend.name, "backend_spec": backend.spec,
                     "devices": selected,
                     "argv": [str(a) for a in config.invocation_params.args],
+                    "selection": selection(config, backend, selected, profile["profile"], env["torch"]),
+                    "devices_considered": considered,
                     "planned": None, "not_run": [], "report_dir": str(self.out)},
             "environment": env, "expectations": releases.expectations(backend), "counts": {},
             "deviations": {"files": [str(p) for p in self.deviation_files], "entries": []},
@@ -385,7 +452,22 @@ class ReportPlugin:
             }
         return self.records[nodeid]
 
+    def _unchecked(self) -> int:
+        """Examples of the current test that ran but checked nothing: capability gaps."""
+        return sum(g["examples"] for g in getattr(self, "gaps", {}).values())
+
+    def _tally(self, report) -> None:
+        """What the run checked, kept with or without a report: the exit status depends on it."""
+        if report.when == "call" and (not report.skipped or hasattr(report, "wasxfail")):
+            examples = [v for k, v in report.user_properties if k == CHECKED]
+            self.tally["tests"] += 1
+            self.tally["examples"] += examples[0] if examples else 1  # a test without Hypothesis: one check
+        elif report.skipped:
+            self.tally["skip_reasons"][_skip_reason(report)] += 1
+
     def pytest_runtest_logreport(self, report):
+        if self.controller:
+            self._tally(report)
         if not (self.controller and self.enabled and self.doc is not None):
             return
         data = self._payloads(report)
@@ -470,7 +552,12 @@ class ReportPlugin:
             "message": f"worker {worker or '?'} died while running {rec['id']}{when}: {how}; {what}.",
         }
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session, exitstatus):
+        if self.controller and not self.config.option.collectonly:
+            self.verdict = nothing_checked(self.tally, exitstatus)
+            if self.verdict is not None:
+                session.exitstatus = exitstatus = self.verdict[0]
         if not self.enabled:
             return
         if self.controller and self.doc is not None:
@@ -488,6 +575,8 @@ class ReportPlugin:
                 self.recorder.path.parent.rmdir()
 
     def pytest_terminal_summary(self, terminalreporter):
+        if self.controller and getattr(self, "verdict", None):
+            terminalreporter.write_line(f"ERROR: {self.verdict[1]}", red=True, bold=True)
         if not (self.controller and self.enabled and self.doc is not None):
             return
         terminalreporter.section("conformance report")

@@ -1,5 +1,5 @@
-"""--device: names torch knows but cannot use here skip cleanly; names it does not know stop
-the run with one line."""
+"""--device: a name torch does not know, or a named device that is not available here, stops
+the run with one line; auto-discovery skips what it cannot use and says why."""
 
 from __future__ import annotations
 
@@ -51,10 +51,51 @@ def test_the_xdist_controller_starts_its_workers_before_importing_torch(tmp_path
     assert probe.read_text() == "torch not imported"
 
 
-def test_a_known_but_absent_device_is_skipped_with_its_reason():
-    proc = pytest_on("--device", "mps", "-rs", "-k", "rejects_value_tensors")
+@pytest.mark.parametrize("name,why", [("mps", "torch 2"), ("cuda", "CPU-only build"),
+                                       ("xla", "torch_xla is not installed")])
+def test_a_named_but_absent_device_stops_the_run_with_one_line(name, why):
+    """--device names what must be checked: a device that is not there is an error (exit 4),
+    never a green run that checked nothing on it."""
+    proc = pytest_on("--device", f"cpu,{name}", "-k", "rejects_value_tensors")
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:]
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"ERROR: --device {name}: not available here"), lines
+    assert why in lines[0] and "to use it:" in lines[0], lines
+
+
+def test_auto_discovery_lists_every_device_it_considered():
+    """Without --device the absent devices are skipped, and the header says why each was."""
+    proc = pytest_on("-k", "rejects_value_tensors", "-v")  # -q -v: the header is shown
     assert proc.returncode == 0, proc.stdout[-2000:]
-    assert "2 skipped" in proc.stdout and "device 'mps' is not available" in proc.stdout
+    header = next(ln for ln in proc.stdout.splitlines() if ln.startswith("devices considered:"))
+    for name in devices.KNOWN:
+        assert f"{name}" in header
+    assert "xla: not available (torch_xla is not installed" in header
+
+
+def test_the_xla_probe_asks_torch_xla_runtime(monkeypatch):
+    """xla is available when torch_xla's runtime reports a device (torch_xla registers no
+    torch.xla and is not a PrivateUse1 device): a stand-in runtime module shows both answers."""
+    import importlib.util
+    import types
+
+    runtime = types.ModuleType("torch_xla.runtime")
+    package = types.ModuleType("torch_xla")
+    package.runtime = runtime
+    monkeypatch.setitem(sys.modules, "torch_xla", package)
+    monkeypatch.setitem(sys.modules, "torch_xla.runtime", runtime)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    runtime.device_type = lambda: "CPU"
+    devices.probe.cache_clear()
+    try:
+        p = devices.probe("xla")
+        assert p.available and p.description == "xla (PJRT runtime: CPU)"
+        devices.probe.cache_clear()
+        runtime.device_type = lambda: None
+        p = devices.probe("xla")
+        assert not p.available and "PJRT_DEVICE" in p.why
+    finally:
+        devices.probe.cache_clear()
 
 
 @pytest.mark.parametrize("name", ["cpu", "cuda", "cuda:1", "mps", "xpu", "meta"])

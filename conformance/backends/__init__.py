@@ -139,6 +139,9 @@ class Backend:
             if fn is not None and not callable(fn):
                 raise BackendError(f"--backend {spec}: {op} is {type(fn).__name__}, not a function")
             setattr(self, op, fn if fn is not None else _missing(self.name, op))
+        if not any(self.implements(op) for op in OPS):
+            raise BackendError(f"--backend {spec}: provides none of the protocol's ops ({', '.join(OPS[:4])}, "
+                               "...: conformance/backends/__init__.py); there is nothing to check")
         reset = getattr(namespace, "reset", None)
         if reset is not None and not callable(reset):
             raise BackendError(f"--backend {spec}: reset is {type(reset).__name__}, not a function")
@@ -194,6 +197,9 @@ def load(spec: str | None) -> Backend:
     spec = spec or DEFAULT
     target = BUILTIN.get(spec, spec)
     module_name, _, attr = target.partition(":")
+    if not all(part.isidentifier() for part in module_name.split(".")) or (attr and not attr.isidentifier()):
+        raise BackendError(f"--backend {spec}: not a backend name; give a built-in backend "
+                           f"({', '.join(BUILTIN)}), pkg.module or pkg.module:object")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
