@@ -1,10 +1,11 @@
 """Command line: ``python -m reports {atlas,compare,matrix,replay,render,validate} ...``.
 
-Exit codes: 0 success (compare: no regression, every claimed input class reached; replay:
-the failure reproduced), 1 the answer is no (compare: a regression or an unreached class;
-replay: it did not reproduce), 2 unusable input (a missing, unreadable, non-JSON or foreign
-file, a wrong schema version, an unknown test id), always with one line on stderr saying
-what is wrong.
+Exit codes: 0 success (compare: no regression, no lost coverage, every claimed input class
+reached; replay: the failure reproduced; merge: the shards make a whole), 1 the answer is no
+(compare: a regression, lost coverage or an unreached class; replay: it did not reproduce),
+2 unusable input (a missing, unreadable, non-JSON or foreign file, a wrong schema version, an
+unknown test id, reports of different selections without --across, shards that do not make a
+whole), 3 (replay) the test could not run, always with one line on stderr saying what is wrong.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def _write(path: str, text: str) -> None:
 def cmd_compare(args) -> int:
     from reports import compare
     base, cand = schema.load(args.baseline), schema.load(args.candidate)
-    diff = compare.compare(base, cand)
+    try:
+        diff = compare.compare(base, cand, allow_subset=args.allow_subset, across=args.across)
+    except compare.Refused as e:
+        raise Unusable(str(e)) from None
     names = (args.baseline, args.candidate)
     sys.stdout.write(compare.text(diff, *names))
     if args.markdown:
@@ -102,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("candidate")
     p.add_argument("--markdown", metavar="FILE", help="also write the comparison as Markdown")
     p.add_argument("--html", metavar="FILE", help="also write the comparison as a self-contained HTML page")
+    p.add_argument("--allow-subset", action="store_true",
+                   help="the candidate ran a subset on purpose: baseline tests it did not select are listed, "
+                        "not counted as lost coverage")
+    p.add_argument("--across", action="store_true",
+                   help="compare reports of another backend, other devices or another profile (refused otherwise)")
     p.set_defaults(run=cmd_compare)
     p = sub.add_parser("atlas", help="what the running torch does with each way of applying a mask, in each "
                                      "situation (docs/atlas.md and .html)")

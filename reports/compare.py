@@ -37,6 +37,7 @@ BASELINE = Path(__file__).resolve().parent / "baselines" / "torch-2.13.0-cpu.jso
 REACH_PROFILE = "ci"  # the profile whose examples the reach claims are about
 
 WAS_GOOD = frozenset({"passed", "known_deviation", "fixed"})
+VOUCHED = frozenset({"passed", "known_deviation", "capability_gap"})  # checked examples in the baseline
 
 
 @dataclass
@@ -47,9 +48,45 @@ class Change:
     note: str = ""
 
 
+class Refused(ValueError):
+    """Two reports that compare must not judge against each other unless told; one line."""
+
+
+# what a report was asked to check, for reports written before run.selection existed
+def selection(doc: dict) -> dict:
+    run = doc["run"]
+    sel = dict(run.get("selection") or {})
+    sel.setdefault("backend", run.get("backend"))
+    sel.setdefault("devices", run.get("devices", []))
+    sel.setdefault("profile", doc["environment"]["hypothesis"].get("profile"))
+    return sel
+
+
+SCOPE = ("backend", "devices", "profile")  # a change of these is refused without --across
+
+
+def checked(doc: dict) -> tuple[int, int]:
+    """(tests that checked something, examples checked) in a report: what it vouches for."""
+    tests = examples = 0
+    for r in doc["results"]:
+        if r["outcome"] in ("skipped", "fixed") and not r.get("examples"):
+            continue
+        n = r.get("examples")
+        n = 1 if n is None and r["outcome"] != "skipped" else (n or 0)
+        n -= sum(g.get("examples", 0) for g in r.get("gaps") or [])
+        if n > 0:
+            tests += 1
+            examples += n
+    return tests, examples
+
+
 @dataclass
 class Diff:
     regressions: list[Change] = field(default_factory=list)
+    lost: list[Change] = field(default_factory=list)
+    subset: list[Change] = field(default_factory=list)
+    scope: list[tuple[str, str, str]] = field(default_factory=list)
+    numbers: list[tuple[str, int, int]] = field(default_factory=list)
     still_broken: list[Change] = field(default_factory=list)
     fixes: list[Change] = field(default_factory=list)
     deviation_changes: list[Change] = field(default_factory=list)
@@ -61,7 +98,10 @@ class Diff:
     environment: list[tuple[str, str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    SECTIONS = (("regressions", "Regressions"), ("unreached", "Claimed input classes not reached"), ("fixes", "Fixes"),
+    SECTIONS = (("regressions", "Regressions"),
+                ("lost", "Lost coverage: checked in the baseline, not in the candidate"),
+                ("unreached", "Claimed input classes not reached"), ("fixes", "Fixes"),
+                ("subset", "Not selected in the candidate (--allow-subset)"),
                 ("still_broken", "Still broken"), ("deviation_changes", "Known deviations changed"),
                 ("coverage", "Coverage changed"), ("explained", "Explained by the torch release"),
                 ("new", "New tests"), ("removed", "Removed tests"))
@@ -73,8 +113,21 @@ def _failure_line(record: dict) -> str:
     return " ".join(str(text).split())[:200]
 
 
-def compare(base: dict, cand: dict) -> Diff:
+def compare(base: dict, cand: dict, *, allow_subset: bool = False, across: bool = False) -> Diff:
+    """The changes from `base` to `cand`.  Raises Refused when the two ran another backend,
+    other devices or another profile, unless `across`; with `allow_subset`, baseline tests the
+    candidate did not select are listed apart instead of as lost coverage."""
     diff = Diff()
+    sa, sb = selection(base), selection(cand)
+    for key in (*SCOPE, "torch_build", "keyword", "markexpr", "shard", "paths"):
+        if key in sa and key in sb and sa[key] != sb[key] or key in SCOPE and sa.get(key) != sb.get(key):
+            diff.scope.append((key, _scope_words(sa.get(key)), _scope_words(sb.get(key))))
+    changed = [(k, a, b) for k, a, b in diff.scope if k in SCOPE]
+    if changed and not across:
+        raise Refused("the reports ran different selections (" + "; ".join(f"{k}: {a} -> {b}" for k, a, b in changed)
+                      + "): their outcomes are not comparable; pass --across to compare them anyway")
+    (ta, ea), (tb, eb) = checked(base), checked(cand)
+    diff.numbers = [("tests that checked examples", ta, tb), ("examples checked", ea, eb)]
     old = {r["id"]: r for r in base["results"]}
     new = {r["id"]: r for r in cand["results"]}
     unfinished = set(cand["run"]["not_run"])
@@ -102,8 +155,15 @@ def compare(base: dict, cand: dict) -> Diff:
         elif b is None and test_id in unfinished:
             change = Change(test_id, before, "not run", "the candidate planned it but never finished it")
             (diff.regressions if before in WAS_GOOD else diff.still_broken).append(change)
+        elif b is None and before in VOUCHED:
+            change = Change(test_id, before, None, "not in the candidate")
+            (diff.subset if allow_subset else diff.lost).append(change)
         elif b is None:
             diff.removed.append(Change(test_id, before, None))
+        elif before in VOUCHED and after == "skipped":
+            diff.lost.append(Change(test_id, before, after, "skipped: " + (b.get("skip_reason") or "no reason given")))
+        elif before in VOUCHED and after in ("passed", "known_deviation") and b.get("examples") == 0:
+            diff.lost.append(Change(test_id, before, after, "it checked no example"))
         elif before in WAS_GOOD and after in schema.BROKEN:
             diff.regressions.append(Change(test_id, before, after, _failure_line(b)))
         elif before in schema.BROKEN and after in schema.BROKEN:
@@ -152,6 +212,14 @@ def compare(base: dict, cand: dict) -> Diff:
     if not base["run"]["complete"]:
         diff.warnings.append("the baseline run is incomplete")
     return diff
+
+
+def _scope_words(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return "/".join(f"{v}" for v in value.values())
+    return "-" if value is None else str(value)
 
 
 def _release(doc: dict) -> str | None:
@@ -231,16 +299,25 @@ def _unreached_by_property(results: list[dict]) -> list[Change]:
     return out
 
 
+def _checked_nothing(diff: Diff) -> bool:
+    return bool(diff.numbers) and diff.numbers[1][2] == 0
+
+
 def failing(diff: Diff) -> bool:
-    """Whether compare exits 1: a regression, or a claimed input class not reached."""
-    return bool(diff.regressions or diff.unreached)
+    """Whether compare exits 1: a regression, lost coverage, a claimed input class not reached,
+    or a candidate that checked nothing."""
+    return bool(diff.regressions or diff.lost or diff.unreached or _checked_nothing(diff))
 
 
 def verdict(diff: Diff) -> str:
     """One line: what makes compare fail, or that nothing does."""
     parts = []
+    if _checked_nothing(diff):
+        parts.append("the candidate checked no example at all")
     if diff.regressions:
         parts.append(f"{len(diff.regressions)} tests that passed in the baseline now fail")
+    if diff.lost:
+        parts.append(f"{len(diff.lost)} tests checked in the baseline were not checked in the candidate")
     if diff.unreached:
         parts.append(f"{len(diff.unreached)} tests did not reach every input class they claim")
     return "REGRESSION: " + "; ".join(parts) if parts else "no regression"
@@ -255,12 +332,17 @@ TEXT_LIMIT = 12  # lines per section on the terminal; the Markdown and HTML diff
 
 def text(diff: Diff, base_name: str, cand_name: str) -> str:
     lines = [f"compare {base_name} -> {cand_name}"]
+    lines += [f"selection changed: {k}: {a} -> {b}" for k, a, b in diff.scope]
+    lines += [f"{what}: baseline {a:,}, candidate {b:,}" for what, a, b in diff.numbers]
+    if diff.subset:
+        lines.append(f"--allow-subset: {len(diff.subset)} baseline tests the candidate did not select are "
+                     "accepted as an intended subset")
     lines += [f"warning: {w}" for w in diff.warnings]
     for attr, title in Diff.SECTIONS:
         changes = getattr(diff, attr)
         if changes:
             lines.append(f"{title} ({len(changes)}):")
-            shown = changes if attr in ("regressions", "unreached") else changes[:TEXT_LIMIT]
+            shown = changes if attr in ("regressions", "lost", "unreached") else changes[:TEXT_LIMIT]
             for c in shown:
                 note = f"  [{c.note}]" if c.note else ""
                 lines.append(f"  {c.id}: {_words(c.before)} -> {_words(c.after)}{note}")
@@ -278,7 +360,9 @@ def markdown(diff: Diff, base_name: str, cand_name: str) -> str:
     out = [f"# Conformance compare: {md(base_name)} → {md(cand_name)}", "",
            f"**{'REGRESSION' if failing(diff) else 'No regression'}**: "
            + ", ".join(f"{len(getattr(diff, a))} {t.lower()}" for a, t in Diff.SECTIONS), ""]
-    out += [f"> warning: {md(w)}" for w in diff.warnings]
+    out += [f"- selection changed: {md(k)}: {md(a)} → {md(b)}" for k, a, b in diff.scope]
+    out += [f"- {md(what)}: baseline {a:,}, candidate {b:,}" for what, a, b in diff.numbers]
+    out += [""] + [f"> warning: {md(w)}" for w in diff.warnings]
     for attr, title in Diff.SECTIONS:
         changes = getattr(diff, attr)
         if changes:
@@ -298,6 +382,8 @@ def html(diff: Diff, base_name: str, cand_name: str) -> str:
     verdict = "REGRESSION" if failing(diff) else "No regression"
     b = [f"<h1>Conformance compare</h1><p class=\"env\">{esc(base_name)} → {esc(cand_name)}</p>",
          f'<p class="status"><b>{esc(verdict)}</b></p>']
+    b += [f"<p><b>selection changed:</b> {esc(k)}: {esc(x)} → {esc(y)}</p>" for k, x, y in diff.scope]
+    b += [f"<p>{esc(what)}: baseline {x:,}, candidate {y:,}</p>" for what, x, y in diff.numbers]
     b += [f"<p><b>warning:</b> {esc(w)}</p>" for w in diff.warnings]
     for attr, title in Diff.SECTIONS:
         changes = getattr(diff, attr)

@@ -633,7 +633,7 @@ class ReportPlugin:
         done = set(self.records)
         run["not_run"] = [dev.relative_id(n) for n in (self.planned or []) if n not in done]
         run["complete"] = bool(finished and self.planned is not None and not run["not_run"]
-                               and run["exit_status"] in (0, 1))
+                               and run["exit_status"] in (0, 1, EXIT_BACKEND_UNUSABLE, EXIT_NOTHING_CHECKED))
         doc["deviations"]["entries"] = self._deviation_entries(finished)
         self.out.mkdir(parents=True, exist_ok=True)
         # indented only at the end: json's indenting encoder is pure Python, ten times slower than

@@ -61,6 +61,32 @@ def command(doc: dict, record: dict, report_dir: Path) -> tuple[list[str], str]:
     return cmd, how
 
 
+REPRODUCED, NOT_REPRODUCED, COULD_NOT_RUN = 0, 1, 3
+
+
+def verdict(record: dict, again: dict | None, returncode: int) -> tuple[int, str]:
+    """(exit code, line) for a replay: reproduced (the test failed the same way again), not
+    reproduced (it ran and passed, or failed another way), or could not run (it never executed:
+    an import error, a missing device, a collection error, a skip)."""
+    if again is None and returncode < 0 and record["outcome"] in ("crashed", "timed_out"):
+        return REPRODUCED, f"replay: reproduced (the process died again, signal {-returncode})"
+    if again is None or again["outcome"] == "skipped":
+        why = (f"skipped: {again.get('skip_reason')}" if again is not None
+               else f"pytest exited {returncode} without running it")
+        return COULD_NOT_RUN, f"replay: COULD NOT RUN the test ({why}); nothing was reproduced or refuted"
+    before, after = record["outcome"], again["outcome"]
+    kind = lambda r: (r.get("failure") or {}).get("error_type")  # noqa: E731
+    if after in schema.BROKEN and kind(again) == "DidNotReproduce":
+        return NOT_REPRODUCED, "replay: did NOT reproduce (Hypothesis could not replay the recorded example)"
+    if after in schema.BROKEN and (after == before or {after, before} <= {"crashed", "timed_out"}) \
+            and (kind(again) == kind(record) or after != "failed"):
+        return REPRODUCED, f"replay: reproduced (now {schema.WORDS[after]}: {kind(again)})"
+    if after in schema.BROKEN:
+        return NOT_REPRODUCED, (f"replay: did NOT reproduce the same failure (it was {schema.WORDS[before]}: "
+                                f"{kind(record)}; now {schema.WORDS[after]}: {kind(again)})")
+    return NOT_REPRODUCED, f"replay: did NOT reproduce (now {schema.WORDS.get(after, after)})"
+
+
 def replay(doc: dict, test_id: str, *, dry_run: bool = False, extra: list[str] = ()) -> int:
     record = find(doc, test_id)
     failure = record["failure"]
@@ -80,14 +106,10 @@ def replay(doc: dict, test_id: str, *, dry_run: bool = False, extra: list[str] =
             return 0
         proc = subprocess.run(cmd, cwd=ROOT)
         try:
-            again = json.loads((Path(tmp) / "report.json").read_text())["results"]
+            results = json.loads((Path(tmp) / "report.json").read_text())["results"]
         except (OSError, ValueError, KeyError):
-            again = []
-    outcome = next((r["outcome"] for r in again if r["id"] == record["id"]), None)
-    error = next((r["failure"] or {} for r in again if r["id"] == record["id"]), {}).get("error_type")
-    if outcome is None and proc.returncode != 0:
-        outcome = "crashed" if proc.returncode < 0 else "timed_out or crashed"
-    reproduced = outcome is not None and outcome not in ("passed", "skipped") and error != "DidNotReproduce"
-    print(f"replay: {'reproduced' if reproduced else 'did NOT reproduce'} "
-          f"(now {outcome or 'no result'}; exit {proc.returncode})")
-    return 0 if reproduced else 1
+            results = []
+    again = next((r for r in results if r["id"] == record["id"]), None)
+    code, line = verdict(record, again, proc.returncode)
+    print(line)
+    return code
