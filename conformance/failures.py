@@ -212,14 +212,27 @@ class Case:
             detail = "\n".join("  " + d for d in diffs)
             self.fail(f"{what}:\n{detail}", expected=_short(expected), actual=_short(actual), extra=extra)
 
-    def check_outcome(self, expected_error: Exception | None, actual_error: Exception | None) -> bool:
-        """Fail unless both raised or neither did; True when both raised."""
+    def check_outcome(self, expected_error: Exception | None, actual_error: Exception | None, *,
+                      kind: str | tuple[str, ...] | None = None, warned: Sequence[str] = ()) -> bool:
+        """Fail unless both raised or neither did, and unless the backend's error is of the kind
+        the rule expects (`conformance.errors`: its type and message; `kind` where the oracle's
+        exception class does not say it); True when both raised."""
         if expected_error is None and actual_error is not None:
             self.fail("the backend raised where the rules allow the operation",
                       expected="no error", actual=f"{type(actual_error).__name__}: {actual_error}")
         if expected_error is not None and actual_error is None:
             self.fail("the backend accepted what the rules forbid",
                       expected=f"an error ({expected_error})".split("\n")[0], actual="no error")
+        if expected_error is not None:
+            from conformance import errors
+
+            kind = kind or errors.kind_of(expected_error)
+            if errors.matching(kind, actual_error, warned) is None:
+                shown = " | ".join(str(actual_error).split("\n")[:2])[:400]
+                self.fail("the backend raised another kind of error than the rule expects",
+                          expected=f"{errors.describe(kind)} (the oracle: {str(expected_error).splitlines()[0]})",
+                          actual=f"{type(actual_error).__name__}: {shown}"
+                                 + (f" (warnings: {'; '.join(w[:200] for w in warned)})" if warned else ""))
         return expected_error is not None
 
 

@@ -91,6 +91,8 @@ def run_pinned(kernel, fn, count=True):
     with apis.pinned(kernel), warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         out, err = attempt(fn)
+    if err is not None:  # a refusal says why in a warning: `conformance.errors` reads it
+        err.warned = [str(w.message) for w in said]
     why = apis.refusal(err)
     if why and count:
         reasons = [str(w.message).split(" (Triggered internally")[0] for w in said]
@@ -340,7 +342,8 @@ def test_sdpa_refuses_attn_mask_with_is_causal(device, kernel, p):
     ops = backends.for_device(device)
     with apis.pinned(kernel):
         _, err = attempt(lambda: ops.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=True))
-    case.check_outcome(RuntimeError("Explicit attn_mask should not be set when is_causal=True"), err)
+    case.check_outcome(RuntimeError("Explicit attn_mask should not be set when is_causal=True"), err,
+                       kind="sdpa_mask_with_causal")
 
 
 # --------------------------------------------------------------------------- SDPA: GQA
@@ -380,7 +383,8 @@ def test_sdpa_gqa_matches_repeated_kv_heads(device, kernel, args):
     out, err, refused = run_pinned(kernel, lambda: ops.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, enable_gqa=True, **_sdpa_kw(p)), count=not wrong)  # wrong: an error is due
     if wrong:
-        case.check_outcome(RuntimeError(f"{m.h + 1} query heads, {p.kv_heads} kv heads"), err)
+        case.check_outcome(RuntimeError(f"{m.h + 1} query heads, {p.kv_heads} kv heads"), err,
+                           kind="gqa_heads", warned=getattr(err, "warned", ()))
         return
     if refused:
         return

@@ -12,7 +12,7 @@ import warnings
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import backends, reach, rules
+from conformance import backends, errors, reach, rules
 from conformance.failures import Case, attempt, show
 from conformance.tensors import TensorSpec, layout_of, read
 from strategies import inplace_shape_pairs, masked_fill_args
@@ -31,15 +31,25 @@ def describe(rule, device, x, mask, fill, op="masked_fill"):
 
 
 def expected_fill(x, mask, fill, *, inplace=False):
-    """(shape, values, error) the oracle gives for ``x.masked_fill(mask, fill)``."""
+    """(shape, values, error) the oracle gives for ``x.masked_fill(mask, fill)``; an error is
+    marked with the kinds that satisfy it (`conformance.errors`): where the value does not fit and
+    the shapes do not broadcast either, torch may check either first."""
+    try:
+        shape = rules.broadcast_shapes(x.shape, mask.shape)
+        grows = inplace and shape != x.shape
+    except rules.BroadcastError as e:
+        shape, grows, shape_error = None, False, e
+    else:
+        shape_error = None if not grows else rules.BroadcastError(
+            f"in-place: mask {mask.shape} would broadcast self {x.shape} to {shape}")
+    shape_kind = "inplace_grows_self" if grows else "broadcast"
     try:
         value = rules.cast_scalar(fill.scalar(), x.dtype)
-        shape, values = rules.masked_fill(x.values, x.shape, mask.values, mask.shape, value)
-    except (rules.ConversionError, rules.BroadcastError) as e:
-        return None, None, e
-    if inplace and shape != x.shape:
-        return None, None, rules.BroadcastError(
-            f"in-place: mask {mask.shape} would broadcast self {x.shape} to {shape}")
+    except rules.ConversionError as e:
+        return None, None, errors.expect(e, "conversion", *((shape_kind,) if shape_error else ()))
+    if shape_error is not None:
+        return None, None, errors.expect(shape_error, shape_kind)
+    shape, values = rules.masked_fill(x.values, x.shape, mask.values, mask.shape, value)
     return shape, values, None
 
 

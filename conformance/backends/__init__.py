@@ -54,7 +54,9 @@ kernels it lacks, per release: `conformance.capabilities.Missing`; a refusal "no
 for <dtype>" outside DTYPES or inside MISSING is a capability gap, not a failure), ``DEVICES`` (device
 types it runs on; default any), ``DEVIATIONS`` (known-deviation files: names under
 conformance/deviations/ or paths; default none), ``DIFFERENTIAL`` (True: every op call is
-also run by torch eager on CPU and the two must agree; always on for non-CPU devices).
+also run by torch eager on CPU and the two must agree; always on for non-CPU devices),
+``ERRORS`` (how the backend words each kind of error where it differs from torch: a dict
+kind -> list of `conformance.errors.Form`; default torch's table in `conformance.errors`).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ OPS = ("broadcast_shapes", "broadcast_tensors", "expand", "broadcast_to", "add",
        "masked_softmax", "scaled_dot_product_attention", "tril", "multihead_attention",
        "transformer_encoder", "flex_attention")
 ARRAY_FUNCTIONS = ("from_spec", "to_list", "shape", "strides", "shares_memory")
-SETTINGS = ("NAME", "DTYPES", "MISSING", "DEVICES", "DEVIATIONS", "DIFFERENTIAL")
+SETTINGS = ("NAME", "DTYPES", "MISSING", "DEVICES", "DEVIATIONS", "DIFFERENTIAL", "ERRORS")
 HOOKS = ("reset",)
 
 BUILTIN = {
@@ -124,6 +126,12 @@ class Backend:
         self.deviations = tuple(getattr(namespace, "DEVIATIONS", ()))
         self.missing = tuple(getattr(namespace, "MISSING", ()))
         self.differential = bool(getattr(namespace, "DIFFERENTIAL", False))
+        self.errors = dict(getattr(namespace, "ERRORS", None) or {})
+        from conformance.errors import KINDS, Form
+        for kind, forms in self.errors.items():
+            if kind not in KINDS or not forms or not all(isinstance(f, Form) for f in forms):
+                raise BackendError(f"--backend {spec}: ERRORS[{kind!r}] must be a known error kind "
+                                   f"({', '.join(KINDS)}) with a list of conformance.errors.Form")
         self.torch_arrays = not any(hasattr(namespace, f) for f in ARRAY_FUNCTIONS)
         if bad := set(self.dtypes) - set(rules.DTYPES):
             raise BackendError(f"--backend {spec}: DTYPES names unknown dtypes {sorted(bad)}; "

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance.errors import Form
+
 NAME = "numpy"
 DTYPES = ("float16", "float32", "float64", "int32", "int64", "bool")
 DEVICES = ("cpu",)
@@ -45,6 +47,21 @@ def strides(a):
 def shares_memory(view, x):
     return bool(np.shares_memory(view, x))
 
+
+# How NumPy words each kind of error (`conformance.errors`): it raises ValueError throughout.
+_NUMPY_SOURCE = "numpy/lib/_stride_tricks_impl.py and the ufunc machinery (numpy/_core/src/umath)"
+ERRORS = {
+    "broadcast": [Form((ValueError,), r"operands could not be broadcast together with shapes|"
+                                      r"shape mismatch: objects cannot be broadcast to a single shape", source=_NUMPY_SOURCE)],
+    "broadcast_shapes": [Form((ValueError,), r"shape mismatch: objects cannot be broadcast to a single shape",
+                              source=_NUMPY_SOURCE)],
+    "negative_size": [Form((ValueError,), r"negative dimensions are not allowed", source=_NUMPY_SOURCE)],
+    "expand": [Form((ValueError,), r"operands could not be broadcast together with remapped shapes|"
+                                   r"input operand has more dimensions than allowed by the axis remapping|"
+                                   r"cannot broadcast a non-scalar to a scalar array", source=_NUMPY_SOURCE)],
+    "inplace_grows_self": [Form((ValueError,), r"non-broadcastable output operand with shape .* doesn't match "
+                                               r"the broadcast shape", source=_NUMPY_SOURCE)],
+}
 
 # --------------------------------------------------------------------------- ops
 
