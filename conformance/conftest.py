@@ -10,7 +10,7 @@ from hypothesis import Phase, settings
 
 from conformance import deviations as dev
 from conformance import backends, devices, profiles
-from conformance.failures import ConformanceFailure
+from conformance.failures import ConformanceFailure, bound_notes
 from reports import plugin as report_plugin
 
 try:
@@ -229,6 +229,14 @@ def pytest_runtest_setup(item):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
+    try:
+        return (yield from _call(item))
+    except BaseException as e:
+        bound_notes(e)  # the suite's message first and whole; Hypothesis's draw dump bounded
+        raise
+
+
+def _call(item):
     test = getattr(item, "obj", None)
     if KNOWN_DEVIATION not in item.stash or not hasattr(test, "hypothesis"):
         return (yield)

@@ -236,6 +236,40 @@ class Case:
         return expected_error is not None
 
 
+NOTE_LINES = 12  # lines of each Hypothesis note kept under a failure (the drawn values)
+
+
+def bound_notes(exc: BaseException, limit: int = NOTE_LINES) -> None:
+    """Cut each note Hypothesis attached to `exc` (and to the exceptions of a group) to `limit`
+    lines: its "Draw N" and "Failing test case" notes print every drawn value, which the suite's
+    own message already shows in words.  The ``@reproduce_failure`` note is kept whole (replay
+    reads it)."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        notes = getattr(e, "__notes__", None)
+        if notes:
+            e.__notes__ = [_bounded(n, limit) for n in notes]
+        stack += list(getattr(e, "exceptions", ()))
+        if e.__cause__ is not None:
+            stack.append(e.__cause__)
+
+
+def _bounded(note: str, limit: int) -> str:
+    if not isinstance(note, str) or "reproduce_failure" in note:
+        return note
+    lines = note.split("\n")
+    lines = [ln if len(ln) <= 300 else ln[:300] + " ..." for ln in lines]
+    if len(lines) <= limit:
+        return "\n".join(lines)
+    return "\n".join(lines[:limit] + [f"    ... {len(lines) - limit} more lines of drawn values: the message "
+                                        "above shows the inputs in words"])
+
+
 def _restored(rule: str, device: str, inputs: list, code: list) -> Case:
     """A Case read back from a record: its inputs and code, not the current example."""
     case = Case.__new__(Case)

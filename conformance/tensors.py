@@ -94,6 +94,17 @@ class TensorSpec:
     layout: str = "contiguous"  # words for messages: "permuted (1, 0)", "expanded dims (0,)", ...
     numpy_source: str | None = field(default=None, compare=False)  # for large generated values
 
+    def __repr__(self) -> str:
+        # Hypothesis prints each drawn value with repr under a failure: the suite's own message
+        # already shows the values in words, so a spec stays one short line (the whole storage,
+        # twice, was 2,000 lines for one 512-wide row)
+        shown = ", ".join(map(repr, self.values[:6])) + (f", ... ({len(self.values)} values)"
+                                                         if len(self.values) > 6 else "")
+        return f"TensorSpec({self.dtype}, shape={self.shape}, {self.layout}, values=[{shown}])"
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # Hypothesis's printer lists a dataclass's fields otherwise
+        printer.text(repr(self))
+
     @classmethod
     def contiguous(cls, shape, dtype: str, values: Sequence) -> "TensorSpec":
         shape = tuple(shape)
