@@ -7,10 +7,11 @@ import os
 
 import pytest
 from hypothesis import Phase, settings
+from hypothesis.errors import FlakyFailure
 
 from conformance import deviations as dev
 from conformance import backends, devices, profiles
-from conformance.failures import ConformanceFailure, bound_notes
+from conformance.failures import ConformanceFailure, bound_notes, nondeterministic
 from reports import plugin as report_plugin
 
 try:
@@ -231,6 +232,12 @@ def pytest_runtest_setup(item):
 def pytest_runtest_call(item):
     try:
         return (yield from _call(item))
+    except FlakyFailure as e:
+        if (same := nondeterministic(e)) is None:
+            bound_notes(e)
+            raise
+        bound_notes(same)
+        raise same from None
     except BaseException as e:
         bound_notes(e)  # the suite's message first and whole; Hypothesis's draw dump bounded
         raise

@@ -270,6 +270,29 @@ def _bounded(note: str, limit: int) -> str:
                                         "above shows the inputs in words"])
 
 
+class NondeterministicFailure(ConformanceFailure):
+    """The backend answered the same example differently on repeated calls: it broke a rule once,
+    and when Hypothesis ran the very same example again it did not.  A conformance failure in its
+    own right (a deviation entry matches it like any other), and a stable outcome where the
+    repeat is flaky: the example fails once, whichever call it is."""
+
+
+def nondeterministic(flaky: BaseException) -> NondeterministicFailure | None:
+    """The NondeterministicFailure for Hypothesis's FlakyFailure when the failure it saw once was
+    a ConformanceFailure; None for a flaky error of another kind (the suite's own: not the backend's)."""
+    first = next((e for e in getattr(flaky, "exceptions", ()) if isinstance(e, ConformanceFailure)), None)
+    if first is None:
+        return None
+    details = {**first.details, "kind": "nondeterministic",
+               "what": "nondeterministic: the same example broke the rule on one call and passed on a "
+                       "repeat; the failing call: " + str(first.details.get("what", ""))}
+    message = ("The backend answered the same example differently on repeated calls: Hypothesis ran it "
+               "again and it passed. The call that failed:\n" + str(first))
+    out = NondeterministicFailure(message, details)
+    out.__notes__ = [n for e in (flaky, first) for n in getattr(e, "__notes__", [])]
+    return out
+
+
 def _restored(rule: str, device: str, inputs: list, code: list) -> Case:
     """A Case read back from a record: its inputs and code, not the current example."""
     case = Case.__new__(Case)

@@ -195,7 +195,7 @@ def describe_failure(exc: BaseException, report, last_case) -> dict:
     blob = next((m for n in notes if (m := _BLOB.search(n))), None)
     falsifying = "\n".join(n.strip("\n") for n in notes if "reproduce_failure" not in n).strip()
     if isinstance(main, failures.ConformanceFailure):
-        out = {"kind": "violation", **main.details}
+        out = {"kind": "violation", **main.details}  # a NondeterministicFailure's details say "nondeterministic"
         message = str(main)
     else:
         state = last_case.state() if last_case is not None else {}
