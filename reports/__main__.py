@@ -46,6 +46,20 @@ def cmd_compare(args) -> int:
     return EXIT_NO if compare.failing(diff) else EXIT_OK
 
 
+def cmd_merge(args) -> int:
+    from reports import merge
+    try:
+        doc = merge.merge([(path, schema.load(path)) for path in args.shards])
+    except merge.MergeError as e:
+        raise Unusable(str(e)) from None
+    import json
+    _write(args.output, json.dumps(doc, indent=1) + "\n")
+    examples = sum(r.get("examples") or 0 for r in doc["results"])
+    print(f"written: {args.output}: {len(args.shards)} shards, {len(doc['results'])} tests, "
+          f"{examples:,} examples{'' if doc['run']['complete'] else ' (INCOMPLETE: a shard did not finish)'}")
+    return EXIT_OK
+
+
 def cmd_atlas(args) -> int:
     from reports import atlas
     version, situations = atlas.build()
@@ -112,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--across", action="store_true",
                    help="compare reports of another backend, other devices or another profile (refused otherwise)")
     p.set_defaults(run=cmd_compare)
+    p = sub.add_parser("merge", help="join the reports of --num-shards shards into the report of the whole run")
+    p.add_argument("shards", nargs="+", metavar="SHARD_REPORT")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT", help="where to write the merged report.json")
+    p.set_defaults(run=cmd_merge)
     p = sub.add_parser("atlas", help="what the running torch does with each way of applying a mask, in each "
                                      "situation (docs/atlas.md and .html)")
     p.add_argument("--markdown", metavar="FILE", default="docs/atlas.md", help="default: docs/atlas.md")
