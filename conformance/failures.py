@@ -140,6 +140,7 @@ class Case:
         self.inputs: list = []
         self.code: list = []
         self.shapes: list[tuple] = []
+        self.backend_calls: list = []  # what the backend under test received (backends.reproduce)
         global _current
         _current = self
         self._note()
@@ -177,6 +178,11 @@ class Case:
 
     def snippet(self) -> str:
         body = "\n".join(_code(c) for c in self.code)
+        if self.backend_calls:
+            from conformance.backends import active, reproduce
+            if more := reproduce.code(active(), self.backend_calls):
+                # both halves run whichever raises: the rule may be that one of them raises
+                body = _reporting("torch eager (the reference)", body) + "\n" + _reporting("the backend under test", more)
         head = "import torch\n" + ("import numpy as np\n" if "np." in body else "")
         return head + body
 
@@ -194,7 +200,9 @@ class Case:
         explanation = rules.explain(*shapes) if shapes and len(shapes) > 1 else ""
         if explanation:
             parts.append(explanation)
-        parts.append("Reproduce (torch and numpy only, no suite imports):")
+        parts.append("Reproduce (torch, numpy and the backend under test only, no suite imports):"
+                     if "the backend under test" in state["snippet"] else
+                     "Reproduce (torch and numpy only, no suite imports):")
         parts.append(textwrap.indent(state["snippet"], "    "))
         details = {**state, "what": what, "expected": None if expected is None else str(expected),
                    "actual": None if actual is None else str(actual), "extra": extra,
@@ -293,10 +301,16 @@ def nondeterministic(flaky: BaseException) -> NondeterministicFailure | None:
     return out
 
 
+def _reporting(who: str, code: str) -> str:
+    return (f"print('--- {who}')\ntry:\n" + textwrap.indent(code, "    ")
+            + f"\nexcept Exception as e:\n    print('{who} raised', type(e).__name__ + ':', e)")
+
+
 def _restored(rule: str, device: str, inputs: list, code: list) -> Case:
     """A Case read back from a record: its inputs and code, not the current example."""
     case = Case.__new__(Case)
     case.rule, case.device, case.inputs, case.code, case.shapes = rule, device, inputs, code, []
+    case.backend_calls = []
     return case
 
 

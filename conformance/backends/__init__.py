@@ -56,7 +56,10 @@ types it runs on; default any), ``DEVIATIONS`` (known-deviation files: names und
 conformance/deviations/ or paths; default none), ``DIFFERENTIAL`` (True: every op call is
 also run by torch eager on CPU and the two must agree; always on for non-CPU devices),
 ``ERRORS`` (how the backend words each kind of error where it differs from torch: a dict
-kind -> list of `conformance.errors.Form`; default torch's table in `conformance.errors`).
+kind -> list of `conformance.errors.Form`; default torch's table in `conformance.errors`),
+``REPRODUCE`` (a function of the op names a failing example called, returning code that binds
+``backend`` to them without importing the suite: how a failure's snippet reaches a backend
+that is not a module of its own; default ``importlib.import_module`` of the --backend module).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ OPS = ("broadcast_shapes", "broadcast_tensors", "expand", "broadcast_to", "add",
        "masked_softmax", "scaled_dot_product_attention", "tril", "multihead_attention",
        "transformer_encoder", "flex_attention")
 ARRAY_FUNCTIONS = ("from_spec", "to_list", "shape", "strides", "shares_memory")
-SETTINGS = ("NAME", "DTYPES", "MISSING", "DEVICES", "DEVIATIONS", "DIFFERENTIAL", "ERRORS")
+SETTINGS = ("NAME", "DTYPES", "MISSING", "DEVICES", "DEVIATIONS", "DIFFERENTIAL", "ERRORS", "REPRODUCE")
 HOOKS = ("reset",)
 
 BUILTIN = {
@@ -273,7 +276,11 @@ def for_device(device: str):
         from conformance.capabilities import Capable
         from conformance.reach import Observed
 
+        from conformance.backends import reproduce
+
         ops = active()
+        if active().torch_arrays and reproduce.header(active()) is not None:
+            ops = reproduce.Recorded(ops)  # each call's arguments, for the failure's snippet
         if differential_on(device):
             from conformance.backends.differential import Differential
             ops = Differential(ops, load(DEFAULT), device)

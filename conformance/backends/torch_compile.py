@@ -30,5 +30,20 @@ for _op in OPS:
     globals()[_op] = torch.compile(getattr(torch_eager, _op), **COMPILE)
 
 
+def REPRODUCE(ops) -> str:
+    """Code that binds ``backend`` to these ops compiled as this backend compiles them (the
+    failure's snippet: no suite import, torch only)."""
+    import inspect
+    import textwrap
+
+    lines = ["import types", "import torch.nn.functional as F", "torch._dynamo.config.recompile_limit = 1_000_000"]
+    for op in sorted(set(ops)):
+        lines.append(textwrap.dedent(inspect.getsource(getattr(torch_eager, op))).strip())
+    lines.append("backend = types.SimpleNamespace(" + ", ".join(
+        f"{op}=torch.compile({op}, backend={COMPILE['backend']!r}, dynamic={COMPILE['dynamic']})"
+        for op in sorted(set(ops))) + ")  # --backend torch-compile")
+    return "\n".join(lines)
+
+
 def reset() -> None:
     torch._dynamo.reset()

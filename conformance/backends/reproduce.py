@@ -1,0 +1,118 @@
+"""Reproductions that reproduce where the user is: the backend under test's own calls.
+
+A failure's standalone snippet is written as torch eager code (what the rule means).  For a
+backend that is not torch eager, that snippet alone shows correct output: the bug is in the
+backend.  So every op call the backend receives is recorded in the example's `Case`, with its
+tensors exactly as passed (dtype, device, shape, strides, offset, the whole storage), and the
+snippet ends with the same calls through the backend, each printed.
+
+How the snippet gets hold of the backend: its module (``--backend pkg.module[:object]``),
+imported by name, or, for a backend that is not importable as a module of its own (the built-in
+torch-compile), the code its ``REPRODUCE(ops)`` returns, which binds ``backend``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Callable
+
+from conformance.backends import BUILTIN, OpWrapper
+
+MAX_CALLS = 8  # the last calls of an example that a snippet repeats
+
+
+@dataclass
+class Call:
+    op: str
+    args: list  # each: ("tensor", TensorSpec, device, requires_grad) or ("code", literal) or ("opaque", words)
+    kwargs: dict
+
+
+def _snapshot(value):
+    import torch
+
+    from conformance import tensors
+
+    if isinstance(value, torch.Tensor) and not value.is_nested and value.layout == torch.strided:
+        t = value.detach()
+        try:
+            flat = torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage())
+            storage = tuple(flat.cpu().tolist())
+            spec = tensors.TensorSpec(tuple(t.shape), tensors.DTYPE_NAMES[t.dtype], tuple(tensors.read(t)),
+                                      tuple(t.stride()), t.storage_offset(), storage, layout="as passed")
+        except (RuntimeError, KeyError, NotImplementedError):  # no storage to read (XLA, lazy)
+            spec = tensors.TensorSpec.contiguous(tuple(t.shape), tensors.DTYPE_NAMES.get(t.dtype, "float32"),
+                                                 tensors.read(t))
+        return ("tensor", spec, str(t.device), value.requires_grad)
+    if value is None or isinstance(value, (bool, numbers.Number, str)):
+        return ("code", tensors.py_literal(value) if isinstance(value, float) else repr(value))
+    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, float, bool)) for v in value):
+        return ("code", repr(value))
+    if isinstance(value, (tuple, list)):
+        return ("seq", type(value).__name__, [_snapshot(v) for v in value])
+    return ("opaque", f"a {type(value).__module__}.{type(value).__qualname__}")
+
+
+class Recorded(OpWrapper):
+    """The backend's ops, each call recorded in the current example's Case (for its snippet)."""
+
+    def _wrap(self, name: str, target: Callable) -> Callable:
+        from conformance import failures
+
+        def fn(*args, **kwargs):
+            case = failures.current_case()
+            if case is not None:
+                calls = case.backend_calls
+                calls.append(Call(name, [_snapshot(a) for a in args], {k: _snapshot(v) for k, v in kwargs.items()}))
+                del calls[:-MAX_CALLS]
+            return target(*args, **kwargs)
+        return fn
+
+
+def header(backend, ops=()) -> str | None:
+    """Code that binds ``backend`` to the backend under test (with `ops` at least); None for
+    torch eager itself."""
+    if backend.spec == "torch" or (backend.spec in BUILTIN and not hasattr(backend.namespace, "REPRODUCE")):
+        return None
+    own = getattr(backend.namespace, "REPRODUCE", None)
+    if callable(own):
+        return own(ops)
+    module, _, attr = backend.spec.partition(":")
+    line = f"backend = importlib.import_module({module!r})"
+    if attr:
+        line = f"backend = getattr(importlib.import_module({module!r}), {attr!r})"
+    return f"import importlib\n{line}  # --backend {backend.spec}"
+
+
+def code(backend, calls: list[Call]) -> str | None:
+    """The lines that make `calls` through the backend under test and print what it returns."""
+    head = header(backend, [c.op for c in calls])
+    if head is None or not calls:
+        return None
+    lines = [f"# --- the same calls through the backend under test ({backend.name}); torch eager above ---", head]
+    for i, call in enumerate(calls):
+        names = []
+        for j, arg in enumerate([*call.args, *call.kwargs.values()]):
+            names.append(_arg(arg, f"b{i}_{j}", lines))
+        pos = names[:len(call.args)]
+        kw = [f"{k}={n}" for k, n in zip(call.kwargs, names[len(call.args):])]
+        lines.append(f"got{i} = backend.{call.op}({', '.join(pos + kw)})")
+        lines.append(f"print('backend under test, {call.op}:', got{i})")
+    return "\n".join(lines)
+
+
+def _arg(arg, name: str, lines: list[str]) -> str:
+    kind = arg[0]
+    if kind == "tensor":
+        _, spec, device, grad = arg
+        lines.append(spec.code(name, device) + (f"\n{name}.requires_grad_()" if grad else ""))
+        return name
+    if kind == "code":
+        return arg[1]
+    if kind == "seq":
+        _, typ, items = arg
+        inner = [_arg(a, f"{name}_{k}", lines) for k, a in enumerate(items)]
+        return ("(" + ", ".join(inner) + ("," if len(inner) == 1 else "") + ")") if typ == "tuple" else "[" + ", ".join(inner) + "]"
+    lines.append(f"{name} = None  # {arg[1]}: build it as the torch eager code above does")
+    return name
