@@ -47,7 +47,7 @@ def _short(values: Sequence, limit: int = 24) -> str:
 
 
 def first_differences(actual: Sequence, expected: Sequence, shape: Sequence[int], *,
-                      close=None, limit: int = 5) -> list[str]:
+                      close=None, limit: int = 5, labels: tuple[str, str] = ("expected", "got")) -> list[str]:
     """'index: expected E, got A' for the first few positions that differ."""
     close = close or rules.same_value
     if len(actual) >= 32 and _all_within(actual, expected, getattr(close, "tolerance", None)):
@@ -55,7 +55,7 @@ def first_differences(actual: Sequence, expected: Sequence, shape: Sequence[int]
     out = []
     for idx, a, e in zip(rules.ndindex(shape), actual, expected):
         if not close(a, e):
-            out.append(f"at {idx}: expected {py_literal(e)}, got {py_literal(a)}")
+            out.append(f"at {idx}: {labels[0]} {py_literal(e)}, {labels[1]} {py_literal(a)}")
             if len(out) == limit:
                 break
     return out
@@ -186,14 +186,16 @@ class Case:
         head = "import torch\n" + ("import numpy as np\n" if "np." in body else "")
         return head + body
 
-    def fail(self, what: str, *, expected=None, actual=None, shapes=None, extra: str = "") -> NoReturn:
+    def fail(self, what: str, *, expected=None, actual=None, shapes=None, extra: str = "",
+             labels: tuple[str, str] = ("Expected", "Actual")) -> NoReturn:
         state = self.state()
         parts = [f"Rule violated: {self.rule}", f"Device: {self.device}", "Inputs:"]
         parts += [textwrap.indent(i, "  ") for i in state["inputs"]]
         parts.append(f"What went wrong: {what}")
         if expected is not None or actual is not None:
-            parts.append(f"Expected: {expected}")
-            parts.append(f"Actual:   {actual}")
+            width = max(map(len, labels)) + 1
+            parts.append(f"{labels[0] + ':':<{width}} {expected}")
+            parts.append(f"{labels[1] + ':':<{width}} {actual}")
         if extra:
             parts.append(extra)
         shapes = self.shapes if shapes is None else shapes
@@ -212,13 +214,17 @@ class Case:
     # ------------------------------------------------------------------ checks
 
     def check_values(self, actual: Sequence, expected: Sequence, shape: Sequence[int], *,
-                     what: str = "values differ from the oracle", close=None, extra: str = "") -> None:
-        diffs = first_differences(actual, expected, shape, close=close)
+                     what: str = "values differ from the oracle", close=None, extra: str = "",
+                     labels: tuple[str, str] | None = None) -> None:
+        """`labels` name the two sides when neither is the oracle (two variants of the op)."""
+        diffs = first_differences(actual, expected, shape, close=close,
+                                  **({"labels": labels} if labels else {}))
         if len(actual) != len(expected):
             diffs.insert(0, f"{len(actual)} values, expected {len(expected)}")
         if diffs:
             detail = "\n".join("  " + d for d in diffs)
-            self.fail(f"{what}:\n{detail}", expected=_short(expected), actual=_short(actual), extra=extra)
+            self.fail(f"{what}:\n{detail}", expected=_short(expected), actual=_short(actual), extra=extra,
+                      **({"labels": labels} if labels else {}))
 
     def check_outcome(self, expected_error: Exception | None, actual_error: Exception | None, *,
                       kind: str | tuple[str, ...] | None = None, warned: Sequence[str] = ()) -> bool:

@@ -262,7 +262,8 @@ def test_masked_fill_inplace_and_out_of_place_agree(device, args):
         case.fail("one variant raised and the other did not",
                   expected=f"masked_fill: {err or 'ok'}", actual=f"masked_fill_: {terr or 'ok'}")
     if err is None and "expanded" not in x.layout:
-        case.check_values(read(t), read(out), x.shape, what="in-place and out-of-place results differ")
+        case.check_values(read(t), read(out), x.shape, what="in-place and out-of-place results differ",
+                          labels=("masked_fill (out of place)", "masked_fill_ (in place)"))
 
 
 @cached

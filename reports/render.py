@@ -66,7 +66,11 @@ def environment_line(doc: dict) -> str:
     commit = (suite.get("commit") or "unknown")[:12] + (" (modified)" if suite.get("dirty") else "")
     devices = ", ".join(d.get("description", d["name"]) + ("" if d["available"] else " (unavailable)")
                         for d in env["devices"])
-    return (f"torch {env['torch']['version']} · Python {env['python'].get('version', '?')} · "
+    run = doc["run"]
+    backend = run.get("backend") or "?"
+    if run.get("backend_spec") and run["backend_spec"] != backend:
+        backend += f" ({run['backend_spec']})"
+    return (f"backend {backend} · torch {env['torch']['version']} · Python {env['python'].get('version', '?')} · "
             f"{env['platform'].get('system', '?')} {env['platform'].get('machine', '')} · "
             f"Hypothesis {env.get('packages', {}).get('hypothesis', '?')}, profile {hyp['profile']} "
             f"({hyp.get('max_examples', '?')} examples"
