@@ -163,7 +163,8 @@ def selection(config, backend, devices: list[str], profile: str, torch_env: dict
     """What this run was asked to check: a compare of two reports is only fair between runs that
     checked the same things, and a merge only of shards of one selection."""
     num = config.getoption("num_shards", None)
-    shard = {"count": int(num), "id": int(config.getoption("shard_id") or 0)} if num else None
+    # pytest-shard's default is one shard: the whole run
+    shard = {"count": int(num), "id": int(config.getoption("shard_id") or 0)} if num and int(num) > 1 else None
     root = Path(str(config.rootpath))
     paths = []
     for arg in config.args:
