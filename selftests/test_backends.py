@@ -64,7 +64,7 @@ def test_an_unusable_backend_is_one_usage_error_line(tmp_path, spec, says):
         "import types\n"
         "DTYPES_WRONG = types.SimpleNamespace(DTYPES=('complex32',))\n"
         "OP_NOT_CALLABLE = types.SimpleNamespace(masked_fill=3)\n"
-        "RESET_NOT_CALLABLE = types.SimpleNamespace(reset=3)\n")
+        "RESET_NOT_CALLABLE = types.SimpleNamespace(reset=3, tril=lambda x, diagonal=0: x)\n")
     proc = run("conformance/test_masked_fill.py", "--backend", spec, tmp=tmp_path, pythonpath=tmp_path)
     assert proc.returncode == 4, proc.stdout + proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -109,7 +109,7 @@ def test_a_dead_worker_loses_only_its_own_test(broken_runs, kind, outcome):
 @pytest.mark.parametrize("kind", ["crash", "hang"])
 def test_baseline_compare_flags_the_dead_tests(broken_runs, kind):
     """The CI gate exits 1 on a run with a crash or a hang and names the test."""
-    rc, out, err = gate(BASELINE, broken_runs[kind]["out"] / "report.json")
+    rc, out, err = gate(BASELINE, broken_runs[kind]["out"] / "report.json", "--across", "--allow-subset")
     assert rc == 1, out + err
     dead = [r["id"] for r in broken_runs[kind]["report"]["results"] if r["outcome"] in ("crashed", "timed_out")]
     assert all(d in out for d in dead), out
@@ -172,8 +172,8 @@ def test_compare_of_a_report_with_itself_is_quiet(tmp_path):
 
 
 def test_compare_classifies_each_change(tmp_path):
-    """passed->failed is a regression; failed->passed a fix; passed->skipped a coverage change;
-    a passing test now excused is a deviation change; added/removed ids are new/removed; a
+    """passed->failed is a regression; failed->passed a fix; a passing test now skipped or absent
+    is lost coverage; a passing test now excused is a deviation change; an added id is new; a
     passing test the candidate planned but never finished is a regression."""
     base = _baseline()
     cand = copy.deepcopy(base)
@@ -193,9 +193,9 @@ def test_compare_classifies_each_change(tmp_path):
     cand["environment"]["torch"]["version"] = "2.14.0"
     diff = compare.compare(base, cand)
     assert [c.id for c in diff.regressions] == sorted([failing, unfinished])
-    assert [c.id for c in diff.coverage] == [skipped]
+    assert [c.id for c in diff.lost] == sorted([skipped, dropped]) and not diff.coverage
     assert [c.id for c in diff.deviation_changes] == [excused]
-    assert [c.id for c in diff.removed] == [dropped]
+    assert not diff.removed
     assert [c.id for c in diff.new] == ["test_new.py::test_new[cpu]"]
     assert ("environment.torch.version", base["environment"]["torch"]["version"], "2.14.0") in diff.environment
     assert diff.warnings
@@ -203,8 +203,9 @@ def test_compare_classifies_each_change(tmp_path):
                       "--markdown", str(tmp_path / "d.md"), "--html", str(tmp_path / "d.html"))
     assert rc == 1 and failing in out and unfinished in out
     assert failing in (tmp_path / "d.md").read_text() and failing in (tmp_path / "d.html").read_text()
-    # and backwards: the same change seen from the candidate is a fix, exit 0
-    rc, out, _ = gate(tmp_path / "c.json", tmp_path / "b.json")
+    # and backwards: the same change seen from the candidate is a fix, exit 0 (what the candidate
+    # skipped comes back as coverage, and its new test is gone, which is lost coverage unless intended)
+    rc, out, _ = gate(tmp_path / "c.json", tmp_path / "b.json", "--allow-subset")
     assert rc == 0 and "Fixes" in out and failing in out
 
 

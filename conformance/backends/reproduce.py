@@ -29,22 +29,42 @@ class Call:
     kwargs: dict
 
 
+class _Tensor:
+    """A tensor argument as it was passed: a copy of its whole storage (a memory copy, taken before
+    the op runs: an in-place op changes it), put into code only if the example fails."""
+
+    def __init__(self, t):
+        import torch
+
+        t = t.detach()
+        self.device, self.dtype = str(t.device), t.dtype
+        try:
+            flat = torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage())
+            self.storage = flat.cpu().clone()
+            self.layout = (tuple(t.shape), tuple(t.stride()), t.storage_offset())
+        except (RuntimeError, NotImplementedError):  # no storage to read (XLA, lazy): its values
+            self.storage = t.cpu().reshape(-1).clone()
+            self.layout = (tuple(t.shape), None, 0)
+
+    def spec(self):
+        from conformance import rules, tensors
+
+        shape, strides, offset = self.layout
+        storage = tuple(self.storage.tolist())
+        dtype = tensors.DTYPE_NAMES[self.dtype]
+        if strides is None:
+            return tensors.TensorSpec.contiguous(shape, dtype, storage)
+        values = tuple(storage[offset + sum(i * s for i, s in zip(idx, strides))] for idx in rules.ndindex(shape))
+        return tensors.TensorSpec(shape, dtype, values, strides, offset, storage, layout="as passed")
+
+
 def _snapshot(value):
     import torch
 
     from conformance import tensors
 
     if isinstance(value, torch.Tensor) and not value.is_nested and value.layout == torch.strided:
-        t = value.detach()
-        try:
-            flat = torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage())
-            storage = tuple(flat.cpu().tolist())
-            spec = tensors.TensorSpec(tuple(t.shape), tensors.DTYPE_NAMES[t.dtype], tuple(tensors.read(t)),
-                                      tuple(t.stride()), t.storage_offset(), storage, layout="as passed")
-        except (RuntimeError, KeyError, NotImplementedError):  # no storage to read (XLA, lazy)
-            spec = tensors.TensorSpec.contiguous(tuple(t.shape), tensors.DTYPE_NAMES.get(t.dtype, "float32"),
-                                                 tensors.read(t))
-        return ("tensor", spec, str(t.device), value.requires_grad)
+        return ("tensor", _Tensor(value), str(value.device), value.requires_grad)
     if value is None or isinstance(value, (bool, numbers.Number, str)):
         return ("code", tensors.py_literal(value) if isinstance(value, float) else repr(value))
     if isinstance(value, (tuple, list)) and all(isinstance(v, (int, float, bool)) for v in value):
@@ -105,8 +125,8 @@ def code(backend, calls: list[Call]) -> str | None:
 def _arg(arg, name: str, lines: list[str]) -> str:
     kind = arg[0]
     if kind == "tensor":
-        _, spec, device, grad = arg
-        lines.append(spec.code(name, device) + (f"\n{name}.requires_grad_()" if grad else ""))
+        _, tensor, device, grad = arg
+        lines.append(tensor.spec().code(name, device) + (f"\n{name}.requires_grad_()" if grad else ""))
         return name
     if kind == "code":
         return arg[1]
