@@ -97,6 +97,7 @@ class Diff:
     explained: list[Change] = field(default_factory=list)
     environment: list[tuple[str, str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    runs: tuple[str, str] = ("", "")  # what each report ran: backend, devices, profile
 
     SECTIONS = (("regressions", "Regressions"),
                 ("lost", "Lost coverage: checked in the baseline, not in the candidate"),
@@ -126,6 +127,7 @@ def compare(base: dict, cand: dict, *, allow_subset: bool = False, across: bool 
     if changed and not across:
         raise Refused("the reports ran different selections (" + "; ".join(f"{k}: {a} -> {b}" for k, a, b in changed)
                       + "): their outcomes are not comparable; pass --across to compare them anyway")
+    diff.runs = (_run_words(sa), _run_words(sb))
     (ta, ea), (tb, eb) = checked(base), checked(cand)
     diff.numbers = [("tests that checked examples", ta, tb), ("examples checked", ea, eb)]
     old = {r["id"]: r for r in base["results"]}
@@ -215,6 +217,11 @@ def compare(base: dict, cand: dict, *, allow_subset: bool = False, across: bool 
     if not base["run"]["complete"]:
         diff.warnings.append("the baseline run is incomplete")
     return diff
+
+
+def _run_words(sel: dict) -> str:
+    return (f"backend {sel.get('backend')}, devices {_scope_words(sel.get('devices'))}, profile {sel.get('profile')}"
+            + (f", torch build {sel['torch_build']}" if sel.get("torch_build") else ""))
 
 
 def _scope_words(value) -> str:
@@ -340,6 +347,7 @@ TEXT_LIMIT = 12  # lines per section on the terminal; the Markdown and HTML diff
 def text(diff: Diff, base_name: str, cand_name: str) -> str:
     lines = [f"compare {base_name} -> {cand_name}"]
     lines += [f"selection changed: {k}: {a} -> {b}" for k, a, b in diff.scope]
+    lines += [f"{side}: {words}" for side, words in zip(("baseline", "candidate"), diff.runs) if words]
     lines += [f"{what}: baseline {a:,}, candidate {b:,}" for what, a, b in diff.numbers]
     if diff.subset:
         lines.append(f"--allow-subset: {len(diff.subset)} baseline tests the candidate did not select are "
@@ -368,6 +376,7 @@ def markdown(diff: Diff, base_name: str, cand_name: str) -> str:
            f"**{'REGRESSION' if failing(diff) else 'No regression'}**: "
            + ", ".join(f"{len(getattr(diff, a))} {t.lower()}" for a, t in Diff.SECTIONS), ""]
     out += [f"- selection changed: {md(k)}: {md(a)} → {md(b)}" for k, a, b in diff.scope]
+    out += [f"- {side}: {md(words)}" for side, words in zip(("baseline", "candidate"), diff.runs) if words]
     out += [f"- {md(what)}: baseline {a:,}, candidate {b:,}" for what, a, b in diff.numbers]
     out += [""] + [f"> warning: {md(w)}" for w in diff.warnings]
     for attr, title in Diff.SECTIONS:
@@ -390,6 +399,7 @@ def html(diff: Diff, base_name: str, cand_name: str) -> str:
     b = [f"<h1>Conformance compare</h1><p class=\"env\">{esc(base_name)} → {esc(cand_name)}</p>",
          f'<p class="status"><b>{esc(verdict)}</b></p>']
     b += [f"<p><b>selection changed:</b> {esc(k)}: {esc(x)} → {esc(y)}</p>" for k, x, y in diff.scope]
+    b += [f"<p>{side}: {esc(words)}</p>" for side, words in zip(("baseline", "candidate"), diff.runs) if words]
     b += [f"<p>{esc(what)}: baseline {x:,}, candidate {y:,}</p>" for what, x, y in diff.numbers]
     b += [f"<p><b>warning:</b> {esc(w)}</p>" for w in diff.warnings]
     for attr, title in Diff.SECTIONS:

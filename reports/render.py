@@ -171,9 +171,19 @@ def fence(text: str, lang: str = "") -> str:
     return f"{bar}{lang}\n{text}\n{bar}"
 
 
+def considered_line(doc: dict) -> str:
+    """Each device the run's probes were asked about, and the answer (empty for old reports)."""
+    seen = doc["run"].get("devices_considered") or []
+    return "devices considered: " + "; ".join(
+        f"{d['name']}: " + ("used" if d.get("used") else "available, not selected" if d["available"]
+                            else f"not available ({d.get('why') or 'no reason given'})") for d in seen) if seen else ""
+
+
 def markdown(doc: dict) -> str:
-    out = ["# Conformance report", "", md(environment_line(doc)), "",
-           f"**Status: {md(status(doc))}**: {md(headline(doc))}", ""]
+    out = ["# Conformance report", "", md(environment_line(doc)), ""]
+    if considered_line(doc):
+        out += [md(considered_line(doc)), ""]
+    out += [f"**Status: {md(status(doc))}**: {md(headline(doc))}", ""]
     out += ["| outcome | tests |", "| --- | ---: |"]
     out += [f"| {schema.WORDS[o]} | {doc['counts'][o]} |" for o in schema.OUTCOMES if doc["counts"].get(o)]
     devices, rows = matrix(doc)
@@ -376,7 +386,8 @@ def html(doc: dict) -> str:
     devices, rows = matrix(doc)
     anchors = {r["id"]: f"f{i}" for i, r in enumerate(r for r in doc["results"] if r["failure"])}
     present = [o for o in schema.OUTCOMES if doc["counts"].get(o)] or list(schema.OUTCOMES)
-    b = [f"<h1>Conformance report</h1><p class=\"env\">{esc(environment_line(doc))}</p>",
+    b = [f"<h1>Conformance report</h1><p class=\"env\">{esc(environment_line(doc))}</p>"
+         + (f'<p class="env">{esc(considered_line(doc))}</p>' if considered_line(doc) else ""),
          f'<p class="status"><b>Status: {esc(status(doc))}</b></p><p>'
          + "".join(f'<span class="badge o-{o}">{esc(text)}</span>' for o, text in counted(doc)) + "</p>",
          _controls(present), "<h2>Property × device</h2>",

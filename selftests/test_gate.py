@@ -191,6 +191,9 @@ def test_the_snippet_reproduces_the_backends_bug_when_run_as_printed(toys, tmp_p
     failure = record["failure"]
     snippet = failure["snippet"]
     assert "import conformance" not in snippet and "from conformance" not in snippet
+    for page in ("report.md", "report.html"):  # the headers name the backend and every device considered
+        text = (tmp_path / page).read_text()
+        assert "backend negating" in text and "devices considered: cpu: used" in text, page
     script = tmp_path / "repro.py"
     script.write_text(snippet)
     out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
