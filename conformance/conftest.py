@@ -97,11 +97,36 @@ def _set_up(config) -> None:
             devices.check_available(_selected(config))
     except (devices.UnknownDevice, devices.UnavailableDevice, backends.BackendError) as e:
         raise pytest.UsageError(str(e)) from None
+    _import_local_modules()
     try:
         config.pluginmanager.register(report_plugin.ReportPlugin(config), "conformance-report")
     except dev.DeviationFileError as e:
         raise pytest.UsageError(str(e)) from None
     _quiet_gc()  # the xdist controller never collects: torch is what it holds
+
+
+# Hypothesis mixes literal constants of the project's modules into generation, from whichever
+# local modules are imported when an example is drawn, and adds a module's constants when it is
+# first imported (hypothesis.internal.conjecture.providers._get_local_constants).  A module the
+# suite imports lazily would change the examples of every test that runs after it in the same
+# process: a test's examples would depend on which tests ran before it in its xdist worker, or in
+# its shard.  So every module a run may import is imported before the first example.
+_OPTIONAL_BACKENDS = ("torch_compile", "numpy_arrays")  # imported only as the active backend
+
+
+def _import_local_modules() -> None:
+    import importlib
+    import pkgutil
+
+    import conformance
+    import conformance.backends
+    import strategies
+
+    for package in (conformance, conformance.backends, strategies):
+        for info in pkgutil.iter_modules(package.__path__):
+            if info.ispkg or info.name.startswith("test_") or info.name in ("conftest", *_OPTIONAL_BACKENDS):
+                continue
+            importlib.import_module(f"{package.__name__}.{info.name}")
 
 
 @pytest.hookimpl(wrapper=True)
