@@ -92,10 +92,7 @@ def _whole(first: dict, docs: list[dict], results: list[dict], count: int) -> di
     run["argv"] = ["(merged)", *(f"shard {r['selection']['shard']['id']}: {' '.join(r['argv'])}" for r in runs)]
     run["selection"] = {**run["selection"], "shard": None, "shards": list(range(count))}
     out["results"] = results
-    counts = {o: 0 for o in schema.OUTCOMES}
-    for r in results:
-        counts[r["outcome"]] += 1
-    out["counts"] = {o: n for o, n in counts.items() if n}
+    out["counts"] = schema.count_outcomes(results)
     entries: dict[str, dict] = {}
     for doc in docs:
         for e in doc["deviations"]["entries"]:

@@ -251,6 +251,7 @@ class ReportPlugin:
         self.last_render = 0.0
         self.t0 = config.stash.get(_STARTED, time.time())
         self.tally = {"tests": 0, "examples": 0, "skip_reasons": collections.Counter()}
+        self.gaps: dict[tuple, dict] = {}  # the current test's capability gaps
 
     # ------------------------------------------------------------------ every process
 
@@ -364,11 +365,12 @@ class ReportPlugin:
         data: dict = {"when": report.when}
         if report.when == "setup":
             data.update(rule=_rule_of(item), params=_params_of(item))
-        if report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis"):
+        hypothesis_call = report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis")
+        if hypothesis_call:
             report.user_properties.append((CHECKED, self.calls - self._unchecked()))
         if not self.enabled:
             return
-        if report.when == "call" and hasattr(getattr(item, "obj", None), "hypothesis"):
+        if hypothesis_call:
             data.update(examples=self.calls, discarded=self.discarded, body_time_s=round(self.body_time, 4),
                         draw_time_s=round(_DRAW_TIME[0] - self.draw_start, 4),
                         reach=self._reach_of(item), gaps=list(self.gaps.values()))
@@ -455,7 +457,7 @@ class ReportPlugin:
 
     def _unchecked(self) -> int:
         """Examples of the current test that ran but checked nothing: capability gaps."""
-        return sum(g["examples"] for g in getattr(self, "gaps", {}).values())
+        return sum(g["examples"] for g in self.gaps.values())
 
     def _tally(self, report) -> None:
         """What the run checked, kept with or without a report: the exit status depends on it."""
@@ -627,10 +629,7 @@ class ReportPlugin:
         doc = self.doc
         results = sorted(self.records.values(), key=lambda r: r["id"])
         doc["results"] = results
-        counts = {o: 0 for o in schema.OUTCOMES}
-        for r in results:
-            counts[r["outcome"]] += 1
-        doc["counts"] = {o: n for o, n in counts.items() if n}
+        doc["counts"] = schema.count_outcomes(results)
         run = doc["run"]
         run["planned"] = None if self.planned is None else len(self.planned)
         done = set(self.records)

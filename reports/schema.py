@@ -33,6 +33,14 @@ WORDS = {
 }
 
 
+def count_outcomes(results: list[dict]) -> dict[str, int]:
+    """outcome -> number of tests, in OUTCOMES order, outcomes no test had left out."""
+    counts = {o: 0 for o in OUTCOMES}
+    for r in results:
+        counts[r["outcome"]] += 1
+    return {o: n for o, n in counts.items() if n}
+
+
 class UnusableReport(Exception):
     """A file that is not a usable report; the message is one line saying why."""
 
