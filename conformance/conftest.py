@@ -10,7 +10,7 @@ from hypothesis import Phase, settings
 from hypothesis.errors import FlakyFailure
 
 from conformance import deviations as dev
-from conformance import backends, devices, profiles
+from conformance import backends, devices, profiles, semantics
 from conformance.failures import ConformanceFailure, bound_notes, nondeterministic
 from reports import plugin as report_plugin
 
@@ -74,6 +74,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "reach(*classes, property=()): the input classes the test's "
                             "examples must reach in the ci profile (conformance/reach.py); property=: "
                             "those its property must reach across its parameters")
+    config.addinivalue_line("markers", "storage(what): the property checks storage semantics only "
+                            "(strides, stride 0, aliasing, views): not applicable on a device without "
+                            "storage (conformance/semantics.py)")
     report_plugin.configure(config)
     if not _xdist_controller(config):
         _set_up(config)
@@ -226,6 +229,10 @@ def _missing_ops(backend, item) -> list[str]:
     return missing
 
 
+def _device_of(item) -> str | None:
+    return item.callspec.params.get("device") if hasattr(item, "callspec") else None
+
+
 KNOWN_DEVIATION = pytest.StashKey()  # the deviation entry an item is expected to fail by
 
 
@@ -240,6 +247,9 @@ def pytest_collection_modifyitems(config, items):
         elif missing := _missing_ops(backend, item):
             item.add_marker(pytest.mark.skip(
                 reason=f"backend {backend.name!r} does not implement {', '.join(missing)}"))
+        elif (mark := item.get_closest_marker("storage")) and (device := _device_of(item)) \
+                and not semantics.has_storage(device):
+            item.add_marker(pytest.mark.skip(reason=semantics.reason(device, mark.args[0])))
         entry = dev.matching(deviations, dev.relative_id(item.nodeid))
         if entry is not None:
             item.stash[KNOWN_DEVIATION] = entry
@@ -251,6 +261,30 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_runtest_setup(item):
     backends.active().reset()  # a backend's state from earlier tests must not change this one
+    from conformance.backends import differential
+
+    differential.suspend(_reference_deviates(item))
+
+
+def _reference_deviates(item) -> str | None:
+    """Why the differential gives no verdict in `item`: the reference (torch eager on CPU) has a
+    known deviation in the same test on CPU, so agreeing with it would prove nothing."""
+    device = _device_of(item)
+    if not device or devices.device_type(device) == "cpu" or not backends.differential_on(device):
+        return None
+    twin = dev.relative_id(item.nodeid).replace(f"[{device}", "[cpu", 1)
+    entry = dev.matching(_reference_deviations(), twin)
+    return None if entry is None else (f"torch eager on cpu, the reference, has the known deviation "
+                                       f"{entry.id} ({os.path.basename(entry.file)}): {entry.reason[:160]}")
+
+
+_REFERENCE_DEVIATIONS: list = []
+
+
+def _reference_deviations() -> list:
+    if not _REFERENCE_DEVIATIONS:
+        _REFERENCE_DEVIATIONS.append(dev.load(dev.default_files(backends.load(backends.DEFAULT).deviations)))
+    return _REFERENCE_DEVIATIONS[0]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -103,12 +103,44 @@ def _xla() -> Probe:
     return Probe(True, f"xla (PJRT runtime: {kind})")
 
 
+def _lazy() -> Probe:
+    """torch's lazy tensor device (TorchScript backend): the tensor core torch_xla is built on,
+    with no storage, like XLA.  Never auto-discovered: the self-tests use it as a stand-in for a
+    storage-less device (`conformance.semantics`); ``--device lazy`` names it."""
+    try:
+        import torch._lazy
+        import torch._lazy.ts_backend
+
+        torch._lazy.ts_backend.init()
+    except Exception as e:
+        return Probe(False, "lazy", f"torch's lazy TorchScript backend failed to start: {type(e).__name__}: {e}"[:300],
+                     "a torch build with the lazy tensor core (the CPU and CUDA wheels have it)")
+    return Probe(True, "lazy (torch lazy tensors, TorchScript backend)")
+
+
+# Known-deviation files (conformance/deviations/) loaded whenever the device is selected: what
+# the device itself does differently, whichever backend drives it.
+DEVIATION_FILES = {"xla": "torch-xla"}
+
+
+# What a standalone reproduction must run before it can name the device.
+SETUP_CODE = {
+    "xla": "import torch_xla  # registers the xla device (PJRT_DEVICE=CPU, TPU or CUDA)",
+    "lazy": "import torch._lazy, torch._lazy.ts_backend; torch._lazy.ts_backend.init()",
+}
+
+
+def setup_code(device: str) -> str:
+    return SETUP_CODE.get(device_type(device), "")
+
+
 def _privateuse1_probe(name: str) -> Probe:
     return _torch_module_probe(name, lambda t: getattr(t, name, None),
                                f"the {name} backend module must register torch.{name} with is_available()")
 
 
-PROBES: dict[str, Callable[[], Probe]] = {"cpu": _cpu, "cuda": _cuda, "mps": _mps, "xpu": _xpu, "xla": _xla}
+PROBES: dict[str, Callable[[], Probe]] = {"cpu": _cpu, "cuda": _cuda, "mps": _mps, "xpu": _xpu, "xla": _xla,
+                                          "lazy": _lazy}
 
 
 def check_known(devices: list[str]) -> None:

@@ -183,7 +183,11 @@ class Case:
             if more := reproduce.code(active(), self.backend_calls):
                 # both halves run whichever raises: the rule may be that one of them raises
                 body = _reporting("torch eager (the reference)", body) + "\n" + _reporting("the backend under test", more)
+        from conformance.devices import setup_code
+
         head = "import torch\n" + ("import numpy as np\n" if "np." in body else "")
+        if setup := setup_code(str(self.device)):
+            head += setup + "\n"
         return head + body
 
     def fail(self, what: str, *, expected=None, actual=None, shapes=None, extra: str = "",

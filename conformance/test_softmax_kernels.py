@@ -74,6 +74,7 @@ def kernel_inputs(draw, op):
 
 @pytest.mark.ops(param="op")
 @pytest.mark.parametrize("op", [pytest.param(op, marks=pytest.mark.reach(*_kernel_claims(op))) for op in KERNELS])
+@pytest.mark.storage("inputs in non-contiguous memory layouts")
 @given(data=st.data())
 def test_softmax_kernels_read_views_by_their_strides(device, op, data):
     """softmax, torch.masked.softmax and SDPA given logits and a keep mask in any layout

@@ -69,10 +69,10 @@ def checked(doc: dict) -> tuple[int, int]:
     """(tests that checked something, examples checked) in a report: what it vouches for."""
     tests = examples = 0
     for r in doc["results"]:
-        if r["outcome"] in ("skipped", "fixed") and not r.get("examples"):
+        if r["outcome"] in (*schema.UNCHECKED, "fixed") and not r.get("examples"):
             continue
         n = r.get("examples")
-        n = 1 if n is None and r["outcome"] != "skipped" else (n or 0)
+        n = 1 if n is None and r["outcome"] not in schema.UNCHECKED else (n or 0)
         n -= sum(g.get("examples", 0) for g in r.get("gaps") or [])
         if n > 0:
             tests += 1
@@ -162,8 +162,8 @@ def compare(base: dict, cand: dict, *, allow_subset: bool = False, across: bool 
             (diff.subset if allow_subset else diff.lost).append(change)
         elif b is None:
             diff.removed.append(Change(test_id, before, None))
-        elif before in VOUCHED and after == "skipped":
-            diff.lost.append(Change(test_id, before, after, "skipped: " + (b.get("skip_reason") or "no reason given")))
+        elif before in VOUCHED and after in schema.UNCHECKED:
+            diff.lost.append(Change(test_id, before, after, f"{schema.WORDS[after]}: " + (b.get("skip_reason") or "no reason given")))
         elif before in VOUCHED and after in ("passed", "known_deviation") and b.get("examples") == 0:
             diff.lost.append(Change(test_id, before, after, "it checked no example"))
         elif before in WAS_GOOD and after in schema.BROKEN:
@@ -176,13 +176,13 @@ def compare(base: dict, cand: dict, *, allow_subset: bool = False, across: bool 
         elif before == "passed" and after == "known_deviation":
             diff.deviation_changes.append(Change(test_id, before, after,
                                                  f"now excused by {b['deviation']['id']!r}"))
-        elif (before == "skipped") != (after == "skipped"):
+        elif (before in schema.UNCHECKED) != (after in schema.UNCHECKED):
             diff.coverage.append(Change(test_id, before, after, b.get("skip_reason") or ""))
         elif after == "capability_gap" and before != after:
             diff.coverage.append(Change(test_id, before, after, "new capability gap: " + gap_words(b)))
         elif before == "capability_gap" and before != after:
             diff.coverage.append(Change(test_id, before, after, "capability gap closed: " + gap_words(a)))
-        if judge_reach and b is not None and after not in ("skipped", "capability_gap") \
+        if judge_reach and b is not None and after not in (*schema.UNCHECKED, "capability_gap") \
                 and (b.get("reach") or {}).get("unreached"):
             missing = b["reach"]["unreached"]
             diff.unreached.append(Change(test_id, before, after, f"{len(missing)} claimed classes got no "
@@ -297,7 +297,7 @@ def _unreached_by_property(results: list[dict]) -> list[Change]:
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         # a capability gap's examples went unchecked: its claims are a coverage matter (listed above)
-        if r.get("reach") and r["reach"]["property_claims"] and r["outcome"] not in ("skipped", "capability_gap"):
+        if r.get("reach") and r["reach"]["property_claims"] and r["outcome"] not in (*schema.UNCHECKED, "capability_gap"):
             groups.setdefault((r["module"], r["property"], r["device"]), []).append(r)
     out = []
     for (module, prop, device), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):

@@ -25,7 +25,7 @@ from hypothesis.internal.conjecture.data import StopTest
 
 from conformance import deviations as dev
 from conformance import devices as devmod
-from conformance import backends, failures, profiles, reach, releases
+from conformance import backends, failures, profiles, reach, releases, semantics
 from conformance.capabilities import CapabilityGap
 from reports import environment, inflight, render, schema
 
@@ -52,7 +52,9 @@ def add_options(parser) -> None:
 def deviation_files(config) -> list[Path]:
     option = config.getoption("--deviations")
     if option is None:
-        return dev.default_files(backends.active().deviations)
+        per_device = [f for d in devmod.parse(config.getoption("--device"))
+                      if (f := devmod.DEVIATION_FILES.get(devmod.device_type(d)))]
+        return dev.default_files((*backends.active().deviations, *dict.fromkeys(per_device)))
     if option.strip().lower() == "none":
         return []
     return [Path(p.strip()) for p in option.split(",") if p.strip()]
@@ -122,6 +124,12 @@ def _skip_reason(report) -> str:
     return reason.removeprefix("Skipped: ")
 
 
+def _skipped_outcome(report) -> str:
+    """A storage-only property on a storage-less device is not applicable, not skipped: counted
+    apart, so a report says what the device could not show (conformance/semantics.py)."""
+    return "not_applicable" if _skip_reason(report).startswith(semantics.NOT_APPLICABLE) else "skipped"
+
+
 # Exit statuses for a run that checked nothing: pytest's own "no tests" status, and its usage
 # error where the cause is the backend (it implements none of the selected tests' ops).
 EXIT_NOTHING_CHECKED = pytest.ExitCode.NO_TESTS_COLLECTED
@@ -179,6 +187,20 @@ def selection(config, backend, devices: list[str], profile: str, torch_env: dict
             "paths": paths, "keyword": config.option.keyword or None,
             "markexpr": config.option.markexpr or None, "shard": shard, "profile": profile,
             "torch_build": _build_tag(torch_env)}
+
+
+def _claims(item) -> tuple[list, list, list]:
+    """(the test's own claims, its property's, layout claims its device cannot receive).  Input
+    classes are read off torch tensors: another backend's claims are not judged."""
+    if not backends.active().torch_arrays:
+        return [], [], []
+    own, shared = reach.claimed(item)
+    device = _params_of(item).get("device")
+    if device is None:
+        return list(own), list(shared), []
+    own, dropped = semantics.receivable(own, device)
+    shared, dropped_shared = semantics.receivable(shared, device)
+    return own, shared, [*dropped, *(c for c in dropped_shared if c not in dropped)]
 
 
 def split_id(test_id: str) -> tuple[str, str]:
@@ -297,7 +319,7 @@ class ReportPlugin:
         self.classified = 0
         self.gaps: dict[tuple, dict] = {}
         reach.take_tally()
-        own, shared = reach.claimed(item) if backends.active().torch_arrays else ((), ())
+        own, shared, _ = _claims(item)
         self.pending = reach.Pending((*own, *shared))
 
         @functools.wraps(inner)
@@ -347,10 +369,13 @@ class ReportPlugin:
         entry["examples"] += 1
 
     def _reach_of(self, item) -> dict:
-        # input classes are read off torch tensors: another backend's claims are not judged
-        own, shared = reach.claimed(item) if backends.active().torch_arrays else ((), ())
-        return {"claimed": list(own), "property_claims": list(shared), "classified": self.classified,
-                "counts": dict(sorted(self.classes.items())), "tallied": reach.take_tally()}
+        own, shared, dropped = _claims(item)
+        got = {"claimed": list(own), "property_claims": list(shared), "classified": self.classified,
+               "counts": dict(sorted(self.classes.items())), "tallied": reach.take_tally()}
+        if dropped:
+            got["not_receivable"] = {"claims": dropped,
+                                     "why": semantics.not_receivable_reason(_params_of(item).get("device", ""))}
+        return got
 
     def _reached(self, classes: set) -> None:
         """Count a checked example's input classes, and show them to Hypothesis."""
@@ -371,6 +396,8 @@ class ReportPlugin:
         if not self.enabled:
             return
         if hypothesis_call:
+            if not_applicable := semantics.take():
+                data["not_applicable"] = not_applicable
             data.update(examples=self.calls, discarded=self.discarded, body_time_s=round(self.body_time, 4),
                         draw_time_s=round(_DRAW_TIME[0] - self.draw_start, 4),
                         reach=self._reach_of(item), gaps=list(self.gaps.values()))
@@ -486,7 +513,7 @@ class ReportPlugin:
             self._crashed(rec, report)
         elif report.when == "setup":
             if report.skipped:
-                rec["outcome"], rec["skip_reason"] = "skipped", _skip_reason(report)
+                rec["outcome"], rec["skip_reason"] = _skipped_outcome(report), _skip_reason(report)
             else:
                 rec["outcome"], rec["failure"] = "failed", data.get("failure") or self._bare(report)
         elif report.when == "call":
@@ -496,6 +523,8 @@ class ReportPlugin:
             rec["draw_time_s"] = data.get("draw_time_s")
             if data.get("gaps"):
                 rec["gaps"] = data["gaps"]
+            if data.get("not_applicable"):
+                rec["not_applicable"] = data["not_applicable"]
             if "reach" in data:
                 got = data["reach"]
                 rec["reach"] = {**got, "unreached": reach.unreached(got["claimed"], got["counts"])}
@@ -505,7 +534,7 @@ class ReportPlugin:
             elif report.passed:
                 rec["outcome"] = "capability_gap" if data.get("gaps") else "passed"
             elif report.skipped:
-                rec["outcome"], rec["skip_reason"] = "skipped", _skip_reason(report)
+                rec["outcome"], rec["skip_reason"] = _skipped_outcome(report), _skip_reason(report)
             elif str(report.longrepr).startswith("[XPASS(strict)]"):
                 rec["outcome"] = "fixed"
                 rec["failure"] = {"kind": "fixed", "error_type": "XPASS", "inputs": [], "snippet": None,
@@ -516,7 +545,7 @@ class ReportPlugin:
                 failure = data.get("failure") or self._bare(report)
                 rec["outcome"] = "timed_out" if self._timeout_message(failure) else "failed"
                 rec["failure"] = failure
-        elif report.when == "teardown" and report.failed and rec["outcome"] in ("passed", "skipped"):
+        elif report.when == "teardown" and report.failed and rec["outcome"] in ("passed", "skipped", "not_applicable"):
             rec["outcome"], rec["failure"] = "failed", data.get("failure") or self._bare(report)
         self._write()
 
@@ -606,7 +635,7 @@ class ReportPlugin:
                 status, tests = "not_applicable", []
             elif "fixed" in outcomes:
                 status = "fixed"
-            elif outcomes - {"skipped"}:  # tests that all skipped (an API a release lacks) judge nothing
+            elif outcomes - schema.UNCHECKED:  # tests that all skipped (an API a release lacks) judge nothing
                 status = "matched"
             elif tests or not finished or self.planned is None or not self._covers(d, planned):
                 status = "not_run"

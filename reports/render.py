@@ -24,11 +24,12 @@ COLOURS = {  # outcome: (background, text)
     "passed": ("#d8f0d8", "#1c5c1c"), "failed": ("#f7c9c9", "#7a1010"),
     "crashed": ("#4a0d0d", "#ffffff"), "timed_out": ("#f2d29b", "#6b3d00"),
     "fixed": ("#cfe0f7", "#123f7a"), "known_deviation": ("#efe3a8", "#5a4a00"),
-    "capability_gap": ("#e6dcf5", "#4b2a7a"), "skipped": ("#e4e4e4", "#444444"),
+    "capability_gap": ("#e6dcf5", "#4b2a7a"), "not_applicable": ("#dde8ec", "#2d4a55"),
+    "skipped": ("#e4e4e4", "#444444"),
 }
 SYMBOL = {"passed": "pass", "failed": "FAIL", "crashed": "CRASH", "timed_out": "TIMEOUT",
           "fixed": "fixed", "known_deviation": "deviation",
-          "capability_gap": "gap", "skipped": "skip"}
+          "capability_gap": "gap", "not_applicable": "n/a", "skipped": "skip"}
 
 
 # --------------------------------------------------------------------------- shared
@@ -131,6 +132,30 @@ def gap_rows(doc: dict) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
+def not_applicable_rows(doc: dict) -> list[dict]:
+    """What the run's devices could not show (conformance/semantics.py): whole tests reported
+    not applicable, checks skipped inside tests that ran, and layout claims not receivable.
+    One row per (device, what, why), with the tests and the examples that skipped it."""
+    rows: dict[tuple, dict] = {}
+
+    def add(device, what, why, test_id, examples):
+        row = rows.setdefault((str(device), what, why), {"device": device, "what": what, "why": why,
+                                                          "tests": [], "examples": 0})
+        row["tests"].append(test_id)
+        row["examples"] += examples
+
+    for r in doc["results"]:
+        if r["outcome"] == "not_applicable":
+            what, _, why = (r.get("skip_reason") or "").partition("; ")
+            add(r["device"], "the whole property: " + what.split(": ", 1)[-1], why, r["id"], 0)
+        for c in r.get("not_applicable") or ():
+            add(r["device"], c["check"], c["why"], r["id"], c["examples"])
+        if nr := (r.get("reach") or {}).get("not_receivable"):
+            add(r["device"], "layout classes claimed: " + ", ".join(sorted({c.rsplit(":", 1)[-1] for c in nr["claims"]})),
+                nr["why"], r["id"], 0)
+    return [rows[k] for k in sorted(rows)]
+
+
 def expectation_rows(doc: dict) -> list[dict]:
     """The version-aware policies that applied to the run's torch (older reports have none)."""
     return list((doc.get("expectations") or {}).get("policies", []))
@@ -209,6 +234,13 @@ def markdown(doc: dict) -> str:
                 "| op | dtype | device | tests | examples | refusal |", "| --- | --- | --- | ---: | ---: | --- |"]
         out += [f"| {code(g['op'])} | {md(g['dtype'])} | {md(g['device'])} | {len(g['tests'])} | {g['examples']} | "
                 f"{code(g['message'][:160])} |" for g in gaps]
+    if na := not_applicable_rows(doc):
+        out += ["", "## Not applicable on this device", "",
+                "Checks the device cannot make, counted apart and never as passed "
+                "(`conformance/semantics.py`); every value check of these tests ran.", "",
+                "| device | check | tests | examples that skipped it | why |", "| --- | --- | ---: | ---: | --- |"]
+        out += [f"| {md(n['device'])} | {md(n['what'])} | {len(n['tests'])} | {n['examples'] or '-'} | "
+                f"{md(n['why'][:240])} |" for n in na]
     failed = failures(doc)
     if failed:
         out += ["", f"## Failures ({len(failed)})"]
@@ -430,6 +462,15 @@ def html(doc: dict) -> str:
         b += [f"<tr><td><code>{esc(g['op'])}</code></td><td>{esc(g['dtype'])}</td><td>{esc(g['device'])}</td>"
               f"<td title=\"{esc(' '.join(g['tests']))}\">{len(g['tests'])}</td><td>{g['examples']}</td>"
               f"<td><code>{esc(g['message'])}</code></td></tr>" for g in gaps]
+        b.append("</tbody></table>")
+    if na := not_applicable_rows(doc):
+        b.append("<h2>Not applicable on this device</h2><p>Checks the device cannot make, counted apart "
+                 "and never as passed (<code>conformance/semantics.py</code>); every value check of these "
+                 "tests ran.</p><table><thead><tr><th>device</th><th>check</th><th>tests</th>"
+                 "<th>examples that skipped it</th><th>why</th></tr></thead><tbody>")
+        b += [f"<tr><td>{esc(n['device'])}</td><td>{esc(n['what'])}</td>"
+              f"<td title=\"{esc(' '.join(n['tests']))}\">{len(n['tests'])}</td><td>{n['examples'] or '-'}</td>"
+              f"<td>{esc(n['why'])}</td></tr>" for n in na]
         b.append("</tbody></table>")
     failed = failures(doc)
     b.append(f"<h2>Failures ({len(failed)})</h2>")

@@ -18,8 +18,11 @@ SCHEMA_FILE = Path(__file__).with_name("schema.json")
 MAX_BYTES = 256 << 20
 
 # Outcomes, in the order reports list them.  GOOD outcomes keep a gate green.
-OUTCOMES = ("passed", "failed", "crashed", "timed_out", "fixed", "known_deviation", "capability_gap", "skipped")
-GOOD = frozenset({"passed", "known_deviation", "capability_gap", "skipped"})
+OUTCOMES = ("passed", "failed", "crashed", "timed_out", "fixed", "known_deviation", "capability_gap",
+            "not_applicable", "skipped")
+GOOD = frozenset({"passed", "known_deviation", "capability_gap", "not_applicable", "skipped"})
+# Outcomes of a test that checked nothing: skipped, or about what its device cannot show
+UNCHECKED = frozenset({"skipped", "not_applicable"})
 BROKEN = frozenset({"failed", "crashed", "timed_out"})
 WORDS = {
     "passed": "passed",
@@ -29,6 +32,7 @@ WORDS = {
     "fixed": "fixed: remove the deviation entry",
     "known_deviation": "known deviation",
     "capability_gap": "capability gap",
+    "not_applicable": "not applicable",
     "skipped": "skipped",
 }
 

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from conformance import attention_apis, failures, tolerances
+from conformance import attention_apis, failures, semantics, tolerances
 from conformance.backends import OPS, Backend
 from conformance.tensors import DTYPE_NAMES, read
 
@@ -22,6 +22,16 @@ from conformance.tensors import DTYPE_NAMES, read
 # flex_attention takes a mask_mod, a function over the example's tensors on the device: it
 # cannot be moved to the reference device, so the oracle alone checks it
 UNCHECKED = ("flex_attention",)
+
+
+# Why the current test gets no differential verdict (None: it does): torch eager on CPU, the
+# reference, has a known deviation of its own in the CPU twin of this test (conftest sets it).
+_suspended: str | None = None
+
+
+def suspend(why: str | None) -> None:
+    global _suspended
+    _suspended = why
 
 
 def _reference_kernel(op, ref_device):
@@ -60,6 +70,9 @@ class Differential:
         ref_fn = getattr(self.reference, op)
 
         def checked(*args, **kwargs):
+            if _suspended:
+                semantics.skip(f"differential: {op} against torch eager on {self.ref_device}", _suspended)
+                return fn(*args, **kwargs)
             ref_args, ref_kwargs = to_reference((args, kwargs), self.ref_device)
             try:
                 out, err = fn(*args, **kwargs), None
@@ -115,6 +128,14 @@ def to_reference(obj, device):
 
 
 def _copy_tensor(t, device):
+    from conformance import semantics
+
+    if not semantics.has_storage(t.device):  # no storage to copy: by value, dense
+        with torch.no_grad():
+            flat = t.detach().to(device).clone()
+        if not t.requires_grad:
+            return flat
+        return flat.requires_grad_() if t.is_leaf else flat.requires_grad_() * 1
     with torch.no_grad():
         n = t.untyped_storage().nbytes() // t.element_size()
         flat = t.detach().as_strided((n,), (1,), 0).clone().to(device)
