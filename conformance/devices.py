@@ -123,6 +123,22 @@ def _lazy() -> Probe:
 DEVIATION_FILES = {"xla": "torch-xla"}
 
 
+def _xla_compiles() -> int | None:
+    import torch_xla.debug.metrics as metrics
+
+    data = metrics.metric_data("CompileTime")  # (count, total ns, samples); None before the first
+    return int(data[0]) if data else 0
+
+
+# Graphs a device has compiled so far in the process, for the device types that compile per graph.
+COMPILE_COUNTERS: dict[str, Callable[[], int | None]] = {"xla": _xla_compiles}
+
+
+def compiles(device: str) -> int | None:
+    counter = COMPILE_COUNTERS.get(device_type(device))
+    return counter() if counter is not None and is_available(device) else None
+
+
 # What a standalone reproduction must run before it can name the device.
 SETUP_CODE = {
     "xla": "import torch_xla  # registers the xla device (PJRT_DEVICE=CPU, TPU or CUDA)",

@@ -274,6 +274,7 @@ class ReportPlugin:
         self.t0 = config.stash.get(_STARTED, time.time())
         self.tally = {"tests": 0, "examples": 0, "skip_reasons": collections.Counter()}
         self.gaps: dict[tuple, dict] = {}  # the current test's capability gaps
+        self.compiled: int | None = None  # graphs the current test compiled (backends.compiles)
 
     # ------------------------------------------------------------------ every process
 
@@ -313,6 +314,7 @@ class ReportPlugin:
             reproduce_failure(version, data.encode())(item.obj)
         inner = handle.inner_test
         self.calls, self.discarded, self.body_time, self.last_case = 0, 0, 0.0, None
+        self.compiled = None
         self.draw_start = _DRAW_TIME[0]
 
         self.classes = collections.Counter()
@@ -357,10 +359,14 @@ class ReportPlugin:
             return result
 
         handle.inner_test = counted
+        device = _params_of(item).get("device")
+        before = backends.compiles([device] if device else [])
         try:
             yield
         finally:
             handle.inner_test = inner
+            after = backends.compiles([device] if device else []) if before is not None else None
+            self.compiled = None if after is None else after - before
 
     def _gap(self, gap: CapabilityGap) -> None:
         entry = self.gaps.setdefault(gap.key(), {"op": gap.op, "dtype": gap.dtype, "device": gap.key()[2],
@@ -398,6 +404,8 @@ class ReportPlugin:
         if hypothesis_call:
             if not_applicable := semantics.take():
                 data["not_applicable"] = not_applicable
+            if self.compiled is not None:
+                data["compiles"] = self.compiled
             data.update(examples=self.calls, discarded=self.discarded, body_time_s=round(self.body_time, 4),
                         draw_time_s=round(_DRAW_TIME[0] - self.draw_start, 4),
                         reach=self._reach_of(item), gaps=list(self.gaps.values()))
@@ -523,6 +531,8 @@ class ReportPlugin:
             rec["draw_time_s"] = data.get("draw_time_s")
             if data.get("gaps"):
                 rec["gaps"] = data["gaps"]
+            if data.get("compiles") is not None:
+                rec["compiles"] = data["compiles"]
             if data.get("not_applicable"):
                 rec["not_applicable"] = data["not_applicable"]
             if "reach" in data:

@@ -234,6 +234,15 @@ def markdown(doc: dict) -> str:
                 "| op | dtype | device | tests | examples | refusal |", "| --- | --- | --- | ---: | ---: | --- |"]
         out += [f"| {code(g['op'])} | {md(g['dtype'])} | {md(g['device'])} | {len(g['tests'])} | {g['examples']} | "
                 f"{code(g['message'][:160])} |" for g in gaps]
+    if compiled := sorted(((r["compiles"], r["id"], r.get("examples") or 0, r["time_s"]) for r in doc["results"]
+                           if r.get("compiles") is not None), key=lambda t: (-t[0], t[1])):
+        out += ["", f"## Compiles ({sum(c for c, *_ in compiled):,} graphs)", "",
+                "Graphs the backend or device compiled per test (`conformance.backends.compiles`): what "
+                "a per-shape compiling backend pays for new shapes; the most first.", "",
+                "| test | compiles | examples | time (s) |", "| --- | ---: | ---: | ---: |"]
+        out += [f"| {code(t)} | {c} | {n} | {s:.1f} |" for c, t, n, s in compiled[:30]]
+        if len(compiled) > 30:
+            out.append(f"| ... {len(compiled) - 30} more tests | {sum(c for c, *_ in compiled[30:])} | | |")
     if na := not_applicable_rows(doc):
         out += ["", "## Not applicable on this device", "",
                 "Checks the device cannot make, counted apart and never as passed "

@@ -59,7 +59,9 @@ also run by torch eager on CPU and the two must agree; always on for non-CPU dev
 kind -> list of `conformance.errors.Form`; default torch's table in `conformance.errors`),
 ``REPRODUCE`` (a function of the op names a failing example called, returning code that binds
 ``backend`` to them without importing the suite: how a failure's snippet reaches a backend
-that is not a module of its own; default ``importlib.import_module`` of the --backend module).
+that is not a module of its own; default ``importlib.import_module`` of the --backend module), ``COMPILES`` (a function returning how
+many graphs the backend has compiled so far in the process: the report gives each test's count,
+with the device's own where it compiles too, as xla does; `compiles`).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ OPS = ("broadcast_shapes", "broadcast_tensors", "expand", "broadcast_to", "add",
        "masked_softmax", "scaled_dot_product_attention", "tril", "multihead_attention",
        "transformer_encoder", "flex_attention")
 ARRAY_FUNCTIONS = ("from_spec", "to_list", "shape", "strides", "shares_memory")
-SETTINGS = ("NAME", "DTYPES", "MISSING", "DEVICES", "DEVIATIONS", "DIFFERENTIAL", "ERRORS", "REPRODUCE")
+SETTINGS = ("NAME", "DTYPES", "MISSING", "DEVICES", "DEVIATIONS", "DIFFERENTIAL", "ERRORS", "REPRODUCE", "COMPILES")
 HOOKS = ("reset",)
 
 BUILTIN = {
@@ -235,6 +237,17 @@ def derive(base, **changes) -> types.SimpleNamespace:
     if unknown:
         raise BackendError(f"derive: {sorted(unknown)} are not ops or settings of the protocol")
     return types.SimpleNamespace(**{**{n: getattr(base, n) for n in names}, **changes})
+
+
+def compiles(devices) -> int | None:
+    """Graphs compiled so far in this process by the active backend (its COMPILES) and by the
+    devices in `devices` that compile (`conformance.devices.compiles`); None when nothing counts."""
+    from conformance import devices as devmod
+
+    counts = [c for c in (getattr(active().namespace, "COMPILES", None),) if callable(c)]
+    total = [c() for c in counts] + [n for d in dict.fromkeys(map(device_type, devices))
+                                     if (n := devmod.compiles(d)) is not None]
+    return sum(total) if total else None
 
 
 # --------------------------------------------------------------------------- the active backend

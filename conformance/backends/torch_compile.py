@@ -45,5 +45,12 @@ def REPRODUCE(ops) -> str:
     return "\n".join(lines)
 
 
+def COMPILES() -> int:
+    """Graphs dynamo has compiled in this process (the report's compiles per test)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 def reset() -> None:
     torch._dynamo.reset()
