@@ -151,3 +151,52 @@ def has(feature: str) -> str | None:
     if holds(spec):
         return None
     return f"torch {torch_version()} lacks {what} (torch {spec})"
+
+
+# --------------------------------------------------------------------------- the native fast paths
+
+# The device types whose tensors may take nn.TransformerEncoder's and nn.MultiheadAttention's
+# native fast path (eval, no grad): `_supported_device_type` in torch/nn/modules/transformer.py
+# and activation.py, plus torch's PrivateUse1 backend; xpu is listed in 2.13.0's source and
+# not in 2.9.0's.  xla, lazy and mps are not: there eval runs the slow path.
+FAST_PATH_DEVICES = (("cpu", None), ("cuda", None), ("xpu", ">=2.10"))
+
+
+def fast_path(api: str, device: str, traced: bool | None = None) -> str | None:
+    """Why the native fast path of `api` ("encoder" or "mha") cannot run on `device` under the
+    active backend (or, with `traced` given, eager or traced code); None where eval without grad
+    takes it."""
+    import torch
+
+    from conformance import backends
+
+    kind = device_type(device)
+    supported = [d for d, spec in FAST_PATH_DEVICES if spec is None or holds(spec)]
+    privateuse1 = torch._C._get_privateuse1_backend_name()
+    if kind not in supported and kind != privateuse1:
+        return (f"{kind} is not a device type the fast path supports ({', '.join(supported)}, PrivateUse1: "
+                f"_supported_device_type in torch/nn/modules/transformer.py), so eval runs the slow path")
+    if traced is None:
+        traced = bool(getattr(backends.active().namespace, "TRACED", False))
+    if api == "encoder" and traced and holds(">=2.10"):
+        return ("under torch.compile the encoder skips its fast path while mask_check is on ('mask_check "
+                "enabled with torch.compile or torch.export', pytorch/pytorch#163773, torch >= 2.10)")
+    return None
+
+
+@contextlib.contextmanager
+def without_fast_path():
+    """Run the block with the native fast paths off (torch.backends.mha.set_fastpath_enabled):
+    how the differential's CPU reference takes the same path as a device that has none."""
+    import torch
+
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
+        yield
+        return
+    was = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(was)

@@ -111,3 +111,73 @@ class Capable(OpWrapper):
                     raise
                 raise CapabilityGap(name, found[1], self._device, found[0], str(e).split("\n")[0]) from e
         return fn
+
+
+# --------------------------------------------------------------------------- whole features a device lacks
+
+
+@dataclass(frozen=True)
+class Lacks:
+    """A feature `device` lacks on the releases `torch`: it refuses every input with an error of
+    `error` type matching `pattern` (searched in the message).  A refusal of that form is a
+    capability gap; any other error, or a wrong result, still fails; and a device that starts to
+    compute the feature is checked like any other."""
+
+    feature: str      # a feature of `FEATURES`
+    device: str
+    error: type
+    pattern: str
+    torch: str        # PEP 440 specifier of the torch releases it was seen on
+    source: str       # how it was found, with the standalone script
+
+    def refuses(self, err: BaseException) -> bool:
+        return isinstance(err, self.error) and re.search(self.pattern, str(err)) is not None
+
+
+FEATURES = ("flex_attention", "jagged")
+
+DEVICE_LACKS = (
+    Lacks("flex_attention", "xla", RuntimeError, r"Cannot concatenate arrays with different element types: S64 vs S32",
+          "==2.9.*",
+          "torch_xla 2.9.0, PJRT_DEVICE=CPU: create_block_mask's vmap over the mask_mod lowers to an XLA "
+          "concatenate of int64 and int32 indices (torch/nn/attention/flex_attention.py); standalone: "
+          "import torch, torch_xla; from torch.nn.attention.flex_attention import create_block_mask; "
+          "create_block_mask(lambda b, h, q, k: q >= k, 1, 1, 4, 4, device=torch_xla.device())"),
+    Lacks("jagged", "xla", AttributeError, r"'NestedIntNode' object has no attribute 'expect_size'", "==2.9.*",
+          "torch_xla 2.9.0, PJRT_DEVICE=CPU: building a jagged nested tensor on xla fails in torch/nested "
+          "(the symbolic ragged size has no XLA counterpart); standalone: import torch, torch_xla; "
+          "torch.nested.nested_tensor([torch.zeros(2, 4, device='xla'), torch.zeros(3, 4, device='xla')], "
+          "layout=torch.jagged)"),
+)
+
+
+def lacking(name: str, device: str, dtype: str, err: BaseException | None) -> None:
+    """Raise a CapabilityGap when `err` is the refusal `DEVICE_LACKS` declares for feature `name`
+    on `device`; otherwise return (the caller judges `err` as usual)."""
+    if name not in FEATURES:
+        raise KeyError(f"unknown feature {name!r}; known: {', '.join(FEATURES)}")
+    if not isinstance(err, Exception):
+        return
+    for lack in DEVICE_LACKS:
+        if lack.feature == name and lack.device == device_type(device) and holds(lack.torch, None) \
+                and lack.refuses(err):
+            raise CapabilityGap(name, dtype, device, f"{name} on {lack.device}",
+                                f"{type(err).__name__}: {str(err).splitlines()[0][:200]} ({lack.source})") from err
+
+
+class _FeatureGaps:
+    def __init__(self, name: str, device: str, dtype: str):
+        self.name, self.device, self.dtype = name, device, dtype
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        lacking(self.name, self.device, self.dtype, err)
+        return False
+
+
+def feature(name: str, device: str, dtype: str = "all") -> _FeatureGaps:
+    """``with feature("jagged", device, dtype): ...``: the block builds and runs feature `name` on
+    `device`; a refusal `DEVICE_LACKS` declares for that device becomes a CapabilityGap."""
+    return _FeatureGaps(name, device, dtype)

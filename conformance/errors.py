@@ -132,6 +132,21 @@ KINDS: dict[str, tuple[Form, ...]] = {
 }
 
 
+# Devices whose own layers refuse before torch's check and word it their own way: forms accepted
+# besides the backend's for that kind, on that device only.  XLA infers every op's output shape
+# while tracing, and its shape inference refuses incompatible operands first.
+DEVICE_KINDS: dict[str, dict[str, tuple[Form, ...]]] = {
+    "xla": {
+        "broadcast": (
+            Form(R, r"Shapes are not compatible for broadcasting: \S+ vs\. \S+",
+                 source="XLA's shape inference (xla/service/shape_inference.cc, reached through torch_xla's "
+                        "lowering of the elementwise op); seen on torch_xla 2.9.0: torch.zeros(0, device='xla') "
+                        "+ torch.zeros(2, device='xla')"),
+        ),
+    },
+}
+
+
 def expect(oracle_error: BaseException, *kinds: str) -> BaseException:
     """`oracle_error`, marked with the kinds of error that satisfy it (any one of them: where two
     rules are broken at once, an op may check either first)."""
@@ -163,30 +178,34 @@ def _class_kind(oracle_error: BaseException) -> str:
                    "pass kind= to check_outcome")
 
 
-def forms(kind: str) -> tuple[Form, ...]:
-    """The forms of `kind` that hold for the running torch and backend."""
+def forms(kind: str, device: str | None = None) -> tuple[Form, ...]:
+    """The forms of `kind` that hold for the running torch and backend, and on `device`."""
     from conformance import backends, releases
+    from conformance.devices import device_type
 
-    own = backends.active().errors.get(kind)
-    if own is not None:
-        return tuple(own)
     if kind not in KINDS:
         raise KeyError(f"unknown error kind {kind!r}; known: {', '.join(KINDS)}")
-    return tuple(f for f in KINDS[kind] if f.torch is None or releases.holds(f.torch))
+    extra = DEVICE_KINDS.get(device_type(device), {}).get(kind, ()) if device else ()
+    own = backends.active().errors.get(kind)
+    if own is not None:
+        return (*own, *extra)
+    return (*(f for f in KINDS[kind] if f.torch is None or releases.holds(f.torch)), *extra)
 
 
-def matching(kinds: str | tuple[str, ...], error: BaseException, warned: list[str] = ()) -> Form | None:
-    """The form of one of `kinds` that `error` (with the warnings raised beside it) matches, or
-    None.  torch.compile wraps an op's error in its own exception whose message holds the original."""
+def matching(kinds: str | tuple[str, ...], error: BaseException, warned: list[str] = (),
+             device: str | None = None) -> Form | None:
+    """The form of one of `kinds` that `error` (with the warnings raised beside it) matches on
+    `device`, or None.  torch.compile wraps an op's error in its own exception whose message
+    holds the original."""
     for kind in (kinds,) if isinstance(kinds, str) else kinds:
-        for form in forms(kind):
+        for form in forms(kind, device):
             if form.matches(error, list(warned)):
                 return form
     return None
 
 
-def describe(kinds: str | tuple[str, ...]) -> str:
-    return " or ".join(f"{kind}: " + " or ".join(f.words() for f in forms(kind))
+def describe(kinds: str | tuple[str, ...], device: str | None = None) -> str:
+    return " or ".join(f"{kind}: " + " or ".join(f.words() for f in forms(kind, device))
                        for kind in ((kinds,) if isinstance(kinds, str) else kinds))
 
 

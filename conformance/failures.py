@@ -245,10 +245,11 @@ class Case:
             from conformance import errors
 
             kind = kind or errors.kind_of(expected_error)
-            if errors.matching(kind, actual_error, warned) is None:
+            device = str(self.device) if self.device else None
+            if errors.matching(kind, actual_error, warned, device) is None:
                 shown = " | ".join(str(actual_error).split("\n")[:2])[:400]
                 self.fail("the backend raised another kind of error than the rule expects",
-                          expected=f"{errors.describe(kind)} (the oracle: {str(expected_error).splitlines()[0]})",
+                          expected=f"{errors.describe(kind, device)} (the oracle: {str(expected_error).splitlines()[0]})",
                           actual=f"{type(actual_error).__name__}: {shown}"
                                  + (f" (warnings: {'; '.join(w[:200] for w in warned)})" if warned else ""))
         return expected_error is not None

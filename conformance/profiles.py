@@ -5,6 +5,10 @@
 * ``dev``: quick and random, with the local example database, for editing the suite.
 * ``thorough``: ten times ``ci``'s examples, random, for nightly runs.
 * ``compile``: derandomized like ``ci``, 25 examples (each new graph costs a compilation).
+* ``graph``: for backends that compile per shape (torch_xla, torch.compile): derandomized,
+  ``ci``'s examples, and each shape strategy draws from `GRAPH_BUCKETS` fixed shapes chosen to
+  cover its size classes (`strategies.buckets`), so a property compiles a bounded number of
+  graphs while values, masks, dtypes and layouts vary as in ``ci``.
 * ``selftest``: what the mutant self-test runs each mutant under: derandomized, fewer
   examples, no shrinking (a mutant only has to be caught, not minimised).
 * ``zoo``: what the fault zoo runs each mutant under: ``ci`` without shrinking.
@@ -32,6 +36,11 @@ settings.register_profile("thorough", max_examples=10 * CI_EXAMPLES, deadline=No
 # second of inductor + C++ compilation each), so the compiled backend runs fewer examples.
 settings.register_profile("compile", max_examples=25, derandomize=True, database=None,
                           deadline=None, suppress_health_check=_quiet, print_blob=True)
+# graph: the examples of ci over a bounded set of shapes per strategy (strategies.buckets)
+GRAPH_EXAMPLES = 100
+GRAPH_BUCKETS = 8
+settings.register_profile("graph", max_examples=GRAPH_EXAMPLES, derandomize=True, database=None,
+                          deadline=None, suppress_health_check=_quiet, print_blob=True)
 settings.register_profile("selftest", max_examples=50, derandomize=True, database=None,
                           deadline=None, suppress_health_check=_quiet, print_blob=True,
                           phases=[Phase.explicit, Phase.generate])
@@ -47,7 +56,7 @@ class UnknownProfile(ValueError):
     """A profile name that is not registered; the message is one line."""
 
 
-NAMES = ("ci", "dev", "thorough", "compile", "selftest", "zoo")
+NAMES = ("ci", "dev", "thorough", "compile", "graph", "selftest", "zoo")
 
 
 def check(name: str, where: str = "--hypothesis-profile") -> None:
@@ -84,3 +93,11 @@ def fraction(part: float):
 
     n = max(10, math.ceil(settings.default.max_examples * part))
     return settings(max_examples=n)
+
+
+def shape_buckets() -> int | None:
+    """GRAPH_BUCKETS while the graph profile (or a CONFORMANCE_MAX_EXAMPLES variant of it) is
+    loaded, else None.  Hypothesis keeps the loaded profile's name only in a private attribute,
+    ``settings._current_profile`` (the header reads it too); it is read here and nowhere else."""
+    name = getattr(settings, "_current_profile", None) or ""
+    return GRAPH_BUCKETS if name == "graph" or name.startswith("graph-") else None

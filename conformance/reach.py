@@ -457,15 +457,20 @@ def _flex_classes(args, kwargs) -> set[str]:
     return {f"L:{band(L)}", f"S:{band(S)}", f"E:{band(q.shape[-1])}", "L<S" if L < S else "L=S" if L == S else "L>S"}
 
 
-def _path(module) -> str:
-    """fast: eval mode without grad (the native fused paths of MHA and the encoder), else slow."""
+def _path(module, api: str, x) -> str:
+    """fast: eval mode without grad on a device and backend where the native fused path of MHA
+    or the encoder runs (`attention_apis.fast_path`), else slow."""
     import torch
 
-    return "path:slow" if module.training or torch.is_grad_enabled() else "path:fast"
+    from conformance import attention_apis
+
+    if module.training or torch.is_grad_enabled() or attention_apis.fast_path(api, str(x.device)):
+        return "path:slow"
+    return "path:fast"
 
 
 def _encoder_classes(args, kwargs) -> set[str]:
-    out = {_path(args[0])}
+    out = {_path(args[0], "encoder", args[1])}
     if kwargs.get("is_causal"):
         out.add("is_causal")
     return out
@@ -522,7 +527,7 @@ def _mha_classes(args, kwargs) -> set[str]:
     S = key.shape[1] if key.dim() == 3 and getattr(module, "batch_first", False) else key.shape[0]
     weights = kwargs.get("need_weights", args[6] if len(args) > 6 else True)
     return {f"S:{band(S)}", f"heads:{getattr(module, 'num_heads', 0)}", f"need_weights:{bool(weights)}",
-            _path(module)}
+            _path(module, "mha", key)}
 
 
 _OP_CLASSES = {

@@ -102,14 +102,22 @@ def take() -> list[dict]:
 # --------------------------------------------------------------------------- layouts and reach
 
 
-def receivable(claims, device) -> tuple[list[str], list[str]]:
-    """(claims `device` can reach, layout claims it cannot receive): on a storage-less device
-    every input arrives dense, so only ``.layout:contiguous`` can be observed."""
-    if has_storage(device):
-        return list(claims), []
+def receivable(claims, device) -> tuple[list[str], list[tuple[str, str]]]:
+    """(the claims `device` can reach, [(claim, why) for those it cannot]): on a storage-less
+    device every input arrives dense, so of the layout classes only ``.layout:contiguous`` can be
+    observed; where the native fast path of MHA or the encoder does not run, ``path:fast`` cannot
+    be reached (`conformance.attention_apis.fast_path`)."""
+    from conformance import attention_apis
+
     kept, dropped = [], []
     for c in claims:
-        (dropped if ".layout:" in c and not c.endswith(".layout:contiguous") else kept).append(c)
+        why = None
+        if ".layout:" in c and not c.endswith(".layout:contiguous") and not has_storage(device):
+            why = not_receivable_reason(device)
+        elif c.endswith(".path:fast"):
+            api = "mha" if c.startswith("multihead_attention") else "encoder"
+            why = attention_apis.fast_path(api, device)
+        (dropped.append((c, why)) if why else kept.append(c))
     return kept, dropped
 
 

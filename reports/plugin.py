@@ -200,7 +200,7 @@ def _claims(item) -> tuple[list, list, list]:
         return list(own), list(shared), []
     own, dropped = semantics.receivable(own, device)
     shared, dropped_shared = semantics.receivable(shared, device)
-    return own, shared, [*dropped, *(c for c in dropped_shared if c not in dropped)]
+    return own, shared, list(dict.fromkeys([*dropped, *dropped_shared]))
 
 
 def split_id(test_id: str) -> tuple[str, str]:
@@ -379,8 +379,10 @@ class ReportPlugin:
         got = {"claimed": list(own), "property_claims": list(shared), "classified": self.classified,
                "counts": dict(sorted(self.classes.items())), "tallied": reach.take_tally()}
         if dropped:
-            got["not_receivable"] = {"claims": dropped,
-                                     "why": semantics.not_receivable_reason(_params_of(item).get("device", ""))}
+            groups: dict[str, list[str]] = {}
+            for claim, why in dropped:
+                groups.setdefault(why, []).append(claim)
+            got["not_receivable"] = [{"claims": claims, "why": why} for why, claims in groups.items()]
         return got
 
     def _reached(self, classes: set) -> None:
@@ -660,6 +662,11 @@ class ReportPlugin:
         matching nothing means the entry is wrong rather than outside a partial run."""
         if (self.doc["run"].get("selection") or {}).get("shard"):
             return False  # a shard runs part of each module: the entry's test may be in another shard
+        if "[" in d.id:  # an entry for one device (test_x[cpu-...]) says nothing in a run without it
+            named = devmod.device_type(d.id.split("[", 1)[1].split("-", 1)[0].rstrip("]"))
+            run_devices = {devmod.device_type(x) for x in self.doc["run"].get("devices") or []}
+            if named in (*devmod.PROBES, *devmod.considered()) and named not in run_devices:
+                return False
         module = d.id.split("::", 1)[0]
         exists = (self.root / "conformance" / module).is_file()
         return not exists or any(t.startswith(module + "::") for t in planned)

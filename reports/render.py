@@ -150,8 +150,9 @@ def not_applicable_rows(doc: dict) -> list[dict]:
             add(r["device"], "the whole property: " + what.split(": ", 1)[-1], why, r["id"], 0)
         for c in r.get("not_applicable") or ():
             add(r["device"], c["check"], c["why"], r["id"], c["examples"])
-        if nr := (r.get("reach") or {}).get("not_receivable"):
-            add(r["device"], "layout classes claimed: " + ", ".join(sorted({c.rsplit(":", 1)[-1] for c in nr["claims"]})),
+        for nr in (r.get("reach") or {}).get("not_receivable") or ():
+            add(r["device"], "claimed classes it cannot receive: " + ", ".join(sorted({c.split(".", 1)[-1].split(".")[-1]
+                                                                                       for c in nr["claims"]})),
                 nr["why"], r["id"], 0)
     return [rows[k] for k in sorted(rows)]
 

@@ -6,7 +6,7 @@ profiles.load_from_environment()
 
 
 def pytest_terminal_summary(terminalreporter):
-    from selftests.test_mutants import KILL_TABLE
+    from selftests.mutant_runs import KILL_TABLE
     if KILL_TABLE:
         terminalreporter.section("mutant kill table")
         for line in KILL_TABLE:

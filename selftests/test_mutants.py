@@ -13,65 +13,13 @@ test_reports.py instead: their runs need pytest-xdist to survive them.
 
 from __future__ import annotations
 
-import ast
-import functools
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from reports import compare, schema
-from reports.compare import BASELINE
-from reports.plugin import split_id
+from selftests.mutant_runs import FAULTY, KILL_TABLE, properties, run_mutant
 from selftests.mutants import MUTANTS
-
-FAULTY = sorted(name for name, m in MUTANTS.items() if m.effect == "wrong")
-
-ROOT = Path(__file__).resolve().parent.parent
-CONFORMANCE = ROOT / "conformance"
-KILL_TABLE: list[str] = []
-
-
-@functools.cache
-def properties() -> dict[str, Path]:
-    """Every conformance property (test function) and the module that holds it.  Cached, and
-    first called before the mutant threads start: CPython 3.11's ast.parse is not
-    thread-safe ("AST constructor recursion depth mismatch")."""
-    found = {}
-    for path in sorted(CONFORMANCE.glob("test_*.py")):
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                found[node.name] = path
-    return found
-
-
-def run_mutant(name: str, tmp: Path) -> dict:
-    props = properties()
-    missing = [t for t in MUTANTS[name].targets if t not in props]
-    assert not missing, f"mutant {name} targets unknown properties {missing}"
-    paths = ["conformance"] if os.environ.get("MUTANTS_FULL") else sorted(
-        {str(props[t].relative_to(ROOT)) for t in MUTANTS[name].targets})
-    out = tmp / name
-    cmd = [sys.executable, "-m", "pytest", *paths, "--backend", f"selftests.mutants:{name}",
-           "--hypothesis-profile", os.environ.get("MUTANT_PROFILE", "selftest"), "-q", "--no-header",
-           *(["--hypothesis-seed", os.environ["MUTANT_SEED"]] if os.environ.get("MUTANT_SEED") else []),
-           "-p", "no:cacheprovider", "--report-dir", str(out), "--device", "cpu", "-o", "addopts="]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    tail = proc.stdout[-3000:] + proc.stderr[-2000:]
-    report = schema.load(out / "report.json")  # the run's own report, validated
-    caught = {r["property"] for r in report["results"] if r["outcome"] in schema.BROKEN | {"fixed"}}
-    # another backend (the mutant), a subset of the modules and the selftest profile, on purpose
-    diff = compare.compare(schema.load(BASELINE), report, across=True, allow_subset=True)
-    gate = subprocess.run([sys.executable, "-m", "reports", "compare", str(BASELINE), str(out / "report.json"),
-                           "--across", "--allow-subset"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    return {"rc": proc.returncode, "caught": caught, "tail": tail, "report": report,
-            "regressed": {split_id(c.id)[1] for c in diff.regressions},
-            "fixed": {split_id(c.id)[1] for c in diff.fixes},
-            "gate_rc": gate.returncode, "gate_output": gate.stdout + gate.stderr}
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,7 @@ def test_a_storage_less_device_runs_the_value_checks_and_counts_storage_checks_a
 def test_layout_claims_a_storage_less_device_cannot_receive_are_listed_with_the_reason(lazy_run):
     _, doc = lazy_run
     r = _by_property(doc)["test_expand_agrees_with_the_one_way_rule"]
-    dropped = r["reach"]["not_receivable"]
+    dropped, = r["reach"]["not_receivable"]
     assert "expand.x.layout:permuted" in dropped["claims"] and "moved with .to()" in dropped["why"]
     assert "expand.x.layout:contiguous" in r["reach"]["claimed"]
     assert not any(c in r["reach"]["claimed"] for c in dropped["claims"])

@@ -17,6 +17,7 @@ from hypothesis.errors import InvalidArgument
 
 from conformance.attention import ALIGNMENTS, LogicalMask
 from conformance.tensors import TensorSpec
+from strategies import buckets
 from strategies._cache import cached, integers, sampled_from
 from strategies.layouts import draw_elements
 from strategies.values import mapped
@@ -59,6 +60,12 @@ def logical_masks(draw, *, components=COMPONENTS, max_batch=3, max_heads=3, max_
         b, h, L, S = draw(sampled_from(tuple(sizes)))
         if S > 1000:
             on["per_head"] = on["documents"] = False
+    elif buckets.active() is not None:  # the graph profile: (B, H, L, S) from fixed buckets
+        b, h, L, S = draw(buckets.bucketed(
+            attention_sizes(max_batch=max_batch, max_heads=max_heads, max_len=max_len, wide=wide, heads=heads),
+            f"attention_sizes/{max_batch}/{max_heads}/{max_len}/{wide}/{heads}", attention_size_classes))
+        if S > 1000:
+            on["per_head"] = on["documents"] = False
     elif wide and draw(integers(0, 7)) == 0:
         b, h, L, S = 1, heads or 1, draw(integers(1, 2)), draw(sampled_from(WIDE_S_DRAWN))
         on["per_head"] = on["documents"] = False
@@ -79,6 +86,26 @@ def logical_masks(draw, *, components=COMPONENTS, max_batch=3, max_heads=3, max_
         window=draw(integers(1, max(L, S))) if on["window"] else None,
         documents=(_documents(draw, L), _documents(draw, S)) if on["documents"] else None,
         per_head=per_head, combine=combine)
+
+
+@cached
+@st.composite
+def attention_sizes(draw, *, max_batch=3, max_heads=3, max_len=9, wide=True, heads=None):
+    """(B, H, L, S) as `logical_masks` draws them: the graph profile's candidates for its buckets."""
+    if wide and draw(integers(0, 7)) == 0:
+        return 1, heads or 1, draw(integers(1, 2)), draw(sampled_from(WIDE_S_DRAWN))
+    b, h = draw(integers(1, max_batch)), heads or draw(integers(1, max_heads))
+    return b, h, draw(integers(1, max_len)), draw(integers(1, max_len))
+
+
+def attention_size_classes(sizes) -> set[str]:
+    """What the attention properties claim of (B, H, L, S): L against S, and the size class of
+    each (S one past 1024 and 2048 among them)."""
+    from conformance import reach
+
+    b, h, L, S = sizes
+    return {"L<S" if L < S else "L=S" if L == S else "L>S", f"L:{reach.band(L)}", f"S:{reach.band(S)}",
+            f"B:{b}", f"H:{h}"}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from hypothesis.errors import InvalidArgument
 
 from conformance import rules
 from strategies._cache import cached, integers, sampled_from
+from strategies.buckets import bucketed_factory
 from strategies._coding import bits, subsets
 
 MAX_DIMS = 8
@@ -35,6 +36,7 @@ def _budget(shape) -> int:
     return math.prod(max(s, 1) for s in shape)
 
 
+@bucketed_factory
 @cached
 @st.composite
 def array_shapes(draw, *, min_dims=0, max_dims=MAX_DIMS, min_side=0, max_side=MAX_SIDE,
@@ -82,6 +84,7 @@ def draw_scaffold(draw, min_dims, max_dims, min_side, max_side, max_elements):
     return draw_shape(draw, min_dims, max_dims, min_side, max_side, max_elements)
 
 
+@bucketed_factory
 @cached
 @st.composite
 def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, min_side=0,
@@ -103,6 +106,7 @@ def broadcastable_shapes(draw, num_shapes=2, *, min_dims=0, max_dims=MAX_DIMS, m
     return tuple(shapes)
 
 
+@bucketed_factory
 @cached
 @st.composite
 def one_way_pairs(draw, *, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
@@ -119,6 +123,7 @@ def _index_pairs(n):
     return st.lists(integers(0, n - 1), min_size=2, max_size=2, unique=True)
 
 
+@bucketed_factory
 @cached
 @st.composite
 def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_SIDE,
@@ -147,6 +152,7 @@ def incompatible_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_S
 NEGATIVE_SIZES = (-1, -2, -7)
 
 
+@bucketed_factory
 @cached
 @st.composite
 def negative_size_shapes(draw, num_shapes=2, *, max_dims=MAX_DIMS, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):
@@ -178,6 +184,7 @@ def _misaligned(draw, max_dims):
     return a, b
 
 
+@bucketed_factory
 def misalignable_pairs(*, max_dims=6):
     """(a, b), len(a) < len(b), that broadcast right-aligned (the rule) *and* would broadcast
     left-aligned (a padded with 1s on the right), to a different shape: the pairs on which
@@ -190,6 +197,7 @@ def misalignable_pairs(*, max_dims=6):
     return _misaligned(max_dims).filter(differs)
 
 
+@bucketed_factory
 @cached
 def inplace_shape_pairs(**kw):
     """(self_shape, other_shape): one-way pairs, reversed ones (self would have to grow),
@@ -228,6 +236,7 @@ def _one_sizes(max_side):
     return sampled_from((1, -1)) | integers(0, max_side)
 
 
+@bucketed_factory
 @cached
 @st.composite
 def expand_sizes(draw, shape, *, max_side=MAX_SIDE, max_elements=MAX_ELEMENTS):

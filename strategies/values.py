@@ -18,6 +18,7 @@ from hypothesis.errors import InvalidArgument
 from conformance import rules
 from conformance.tensors import TensorSpec, py_literal
 from strategies._cache import cached, integers, sampled_from
+from strategies.buckets import bucketed_factory, size_classes
 
 FLOATS = rules.FLOAT_DTYPES
 ALL = rules.DTYPES
@@ -298,6 +299,7 @@ def _octave_classes(group):
     return sampled_from(group)
 
 
+@bucketed_factory(classes=size_classes)
 @cached
 @st.composite
 def logit_widths(draw, *, wide=True, max_width=4096, min_width=0):

@@ -61,7 +61,9 @@ kind -> list of `conformance.errors.Form`; default torch's table in `conformance
 ``backend`` to them without importing the suite: how a failure's snippet reaches a backend
 that is not a module of its own; default ``importlib.import_module`` of the --backend module), ``COMPILES`` (a function returning how
 many graphs the backend has compiled so far in the process: the report gives each test's count,
-with the device's own where it compiles too, as xla does; `compiles`).
+with the device's own where it compiles too, as xla does; `compiles`), ``TRACED`` (True: the ops run
+under torch.compile's tracing, so torch code that asks ``torch.compiler.is_compiling()`` takes its
+compiled path: the encoder's fast path, `conformance.attention_apis.fast_path`).
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ OPS = ("broadcast_shapes", "broadcast_tensors", "expand", "broadcast_to", "add",
        "masked_softmax", "scaled_dot_product_attention", "tril", "multihead_attention",
        "transformer_encoder", "flex_attention")
 ARRAY_FUNCTIONS = ("from_spec", "to_list", "shape", "strides", "shares_memory")
-SETTINGS = ("NAME", "DTYPES", "MISSING", "DEVICES", "DEVIATIONS", "DIFFERENTIAL", "ERRORS", "REPRODUCE", "COMPILES")
+SETTINGS = ("NAME", "DTYPES", "MISSING", "DEVICES", "DEVIATIONS", "DIFFERENTIAL", "ERRORS", "REPRODUCE", "COMPILES",
+            "TRACED")
 HOOKS = ("reset",)
 
 BUILTIN = {

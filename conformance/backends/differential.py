@@ -34,11 +34,18 @@ def suspend(why: str | None) -> None:
     _suspended = why
 
 
-def _reference_kernel(op, ref_device):
+_FAST_PATH_APIS = {"transformer_encoder": "encoder", "multihead_attention": "mha"}
+
+
+def _reference_kernel(op, ref_device, device):
     """The SDPA kernel the reference runs: the one pinned for the device under test where the
-    reference device offers it, else math (CUDA's efficient and cuDNN kernels have no CPU twin)."""
+    reference device offers it, else math (CUDA's efficient and cuDNN kernels have no CPU twin);
+    for the attention modules, the slow path where the device under test has no fast path."""
     import contextlib
 
+    if op in _FAST_PATH_APIS and attention_apis.fast_path(_FAST_PATH_APIS[op], device) \
+            and not attention_apis.fast_path(_FAST_PATH_APIS[op], ref_device, traced=False):
+        return attention_apis.without_fast_path()
     kernel = attention_apis.current_kernel()
     if op != "scaled_dot_product_attention" or kernel is None:
         return contextlib.nullcontext()
@@ -81,7 +88,7 @@ class Differential:
             if op == "scaled_dot_product_attention" and attention_apis.refusal(err):
                 raise err  # the pinned kernel cannot take the input: the property counts it
             try:
-                with _reference_kernel(op, self.ref_device):
+                with _reference_kernel(op, self.ref_device, self.device):
                     ref, ref_err = ref_fn(*ref_args, **ref_kwargs), None
             except failures.OP_ERRORS as e:
                 ref, ref_err = None, e

@@ -22,6 +22,7 @@ NAME = "torch-compile"
 DEVIATIONS = ("torch", "torch-compile")
 DIFFERENTIAL = True
 COMPILE = {"backend": "inductor", "dynamic": True}
+TRACED = True  # ops run under dynamo: torch.compiler.is_compiling() is True inside them
 
 torch._dynamo.config.recompile_limit = 1_000_000
 torch._dynamo.config.accumulated_recompile_limit = 1_000_000
