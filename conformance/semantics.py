@@ -102,6 +102,11 @@ def take() -> list[dict]:
 # --------------------------------------------------------------------------- layouts and reach
 
 
+# the memory layouts of conformance.reach.LAYOUTS a dense tensor cannot show (not the nested
+# "jagged" layout: that is a feature a device has or lacks, conformance.capabilities)
+_STRIDED_LAYOUTS = ("permuted", "strided", "offset", "expanded")
+
+
 def receivable(claims, device) -> tuple[list[str], list[tuple[str, str]]]:
     """(the claims `device` can reach, [(claim, why) for those it cannot]): on a storage-less
     device every input arrives dense, so of the layout classes only ``.layout:contiguous`` can be
@@ -112,7 +117,7 @@ def receivable(claims, device) -> tuple[list[str], list[tuple[str, str]]]:
     kept, dropped = [], []
     for c in claims:
         why = None
-        if ".layout:" in c and not c.endswith(".layout:contiguous") and not has_storage(device):
+        if not has_storage(device) and any(c.endswith(f".layout:{k}") for k in _STRIDED_LAYOUTS):
             why = not_receivable_reason(device)
         elif c.endswith(".path:fast"):
             api = "mha" if c.startswith("multihead_attention") else "encoder"

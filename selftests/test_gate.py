@@ -142,7 +142,7 @@ def test_an_unknown_profile_in_the_environment_is_one_line():
                           env={**os.environ, "HYPOTHESIS_PROFILE": "nope"}, timeout=300)
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR
     assert error_lines(proc) == ["ERROR: HYPOTHESIS_PROFILE nope: no such Hypothesis profile; the suite's profiles "
-                                 "are ci, dev, thorough, compile, selftest, zoo (conformance/profiles.py)"]
+                                 "are ci, dev, thorough, compile, graph, selftest, zoo (conformance/profiles.py)"]
 
 
 # --------------------------------------------------------------------------- expected errors by kind
