@@ -521,6 +521,7 @@ FLEX_SIZES = ((2, 2, 1, 5), (2, 2, 4, 4), (2, 2, 6, 3), (1, 2, 2, 2049))
                    *(f"component:{c}" for c in COMPONENTS), "causal:upper-left", "causal:lower-right",
                    "rows:fully-masked")
 @profiles.fraction(1 / 4)  # 40 ms an example: FlexAttention's eager path traces and vmaps its mask_mod
+@pytest.mark.timeout(1200)  # compiled (torch-compile), each new shape compiles FlexAttention's kernels: a minute each
 @given(p=attention_problems(logical_masks(sizes=FLEX_SIZES), dtypes=("float16", "float32"), head_dims=(4,)))
 def test_flex_attention_mask_mod_matches_oracle(device, p):
     """flex_attention(q, k, v, block_mask=create_block_mask(mask_mod, B, H, L, S)) with the

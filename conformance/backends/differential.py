@@ -67,6 +67,11 @@ class Differential:
             checked = backend.implements(op) and reference.implements(op) and op not in UNCHECKED
             setattr(self, op, self._checked(op, fn) if checked else fn)
 
+    def __getattr__(self, name):
+        # what is not an op (settings, the array functions) is the backend's, whatever layers it
+        # is wrapped in (reproduce.Recorded keeps none of them in its own attributes)
+        return getattr(self.backend, name)
+
     def implements(self, op):
         return self.backend.implements(op)
 
