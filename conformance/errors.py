@@ -55,6 +55,11 @@ KINDS: dict[str, tuple[Form, ...]] = {
         Form(R, r"The size of tensor a \(\d+\) must match the size of tensor b \(\d+\) at non-singleton dimension",
              source="aten/src/ATen/ExpandUtils.cpp infer_size_impl"),
         Form(R, r"Attempting to broadcast a dimension of length", source=_COMPILED),
+        # the same message traced with dynamic shapes: each size a symbol with its value as a hint
+        Form(R, r"The size of tensor a \(s\d+: hint = \d+\) must match the size of tensor b \((s\d+: hint = )?\d+\)"
+                r"|The size of tensor a \(\d+\) must match the size of tensor b \(s\d+: hint = \d+\)",
+             source="aten/src/ATen/ExpandUtils.cpp infer_size_impl, as torch.compile's fake tensors raise it "
+                    "with dynamic shapes"),
     ),
     # torch.broadcast_shapes of incompatible shapes
     "broadcast_shapes": (
@@ -81,6 +86,11 @@ KINDS: dict[str, tuple[Form, ...]] = {
         Form(R, r"the number of sizes provided \(\d+\) must be greater or equal to the number of dimensions",
              source="aten/src/ATen/native/TensorShape.cpp expand"),
         Form(R, r"Attempting to broadcast a dimension of length", source=_COMPILED),
+        # the decomposed expand torch.compile traces (its checks, in its own words)
+        Form(R, r"expand: attempting to expand a dimension of length \S+ -> \S+!",
+             source="torch/_refs/__init__.py expand: the decomposed form torch.compile raises"),
+        Form(R, r"expand: the requested shape has too few dimensions!",
+             source="torch/_refs/__init__.py expand: the decomposed form torch.compile raises"),
     ),
     # an in-place op whose other operand would grow self
     "inplace_grows_self": (
