@@ -109,6 +109,8 @@ KINDS: dict[str, tuple[Form, ...]] = {
     # masked_fill's mask must be bool
     "mask_dtype": (
         Form(R, r"masked_fill_? only supports boolean masks", source="aten/src/ATen/native/TensorAdvancedIndexing.cpp masked_fill"),
+        Form(R, r"expected predicate to be bool, got torch\.\w+",
+             source="torch/_refs/__init__.py where (masked_fill's decomposition): the form torch.compile raises"),
     ),
     # masked_fill's value tensor must be 0-d
     "value_dim": (
