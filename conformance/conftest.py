@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 
@@ -279,9 +278,13 @@ def _reference_deviates(item) -> str | None:
                                        f"{entry.id} ({os.path.basename(entry.file)}): {entry.reason[:160]}")
 
 
-@functools.cache
+_REFERENCE_DEVIATIONS: list = []
+
+
 def _reference_deviations() -> list:
-    return dev.load(dev.default_files(backends.load(backends.DEFAULT).deviations))
+    if not _REFERENCE_DEVIATIONS:
+        _REFERENCE_DEVIATIONS.append(dev.load(dev.default_files(backends.load(backends.DEFAULT).deviations)))
+    return _REFERENCE_DEVIATIONS[0]
 
 
 @pytest.hookimpl(wrapper=True)
