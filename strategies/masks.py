@@ -25,6 +25,7 @@ def bool_masks(shape, *, kinds=KINDS):
 
 
 _ZERO_ONE = st.sampled_from((0, 1))
+_SAME_SHAPE = st.sampled_from((True, False, False, False))
 
 
 @cached
@@ -124,14 +125,17 @@ def attention_masks(draw, *, max_batch=3, max_heads=3, max_len=8, min_len=1, min
 def masked_fill_args(draw, *, one_way=None, dtype_names=None, self_kinds=KINDS, fills=None):
     """(self, mask, fill) for masked_fill: self a `TensorSpec` of any dtype (nan/inf included)
     in a layout from `self_kinds`, a bool mask whose shape broadcasts with self's (only
-    one-way onto self when `one_way`), and a `FillValue` (valid or not for the dtype)."""
-    from strategies.shapes import broadcastable_shapes, one_way_pairs
+    one-way onto self when `one_way`; in a quarter of draws not `one_way=False`, the shape of
+    self), and a `FillValue` (valid or not for the dtype)."""
+    from strategies.shapes import array_shapes, broadcastable_shapes, one_way_pairs
     from strategies.values import dtypes, elements, fill_values
 
     dtype = draw(dtypes(dtype_names or rules.DTYPES))
-    if one_way is None:
-        one_way = draw(st.booleans())
-    if one_way:
+    if one_way is not False and draw(_SAME_SHAPE):
+        # A mask the shape of self with every side past 1, as attention code builds one: the
+        # one draw where a permuted mask is common (broadcast pairs rarely have two sides > 1).
+        self_shape = mask_shape = draw(array_shapes(min_dims=2, min_side=2))
+    elif one_way if one_way is not None else draw(st.booleans()):
         mask_shape, self_shape = draw(one_way_pairs())
     else:
         self_shape, mask_shape = draw(broadcastable_shapes(2))
