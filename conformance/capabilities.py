@@ -19,6 +19,7 @@ the release matrix (``docs/releases.md``) and the PRs that added them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -165,19 +166,12 @@ def lacking(name: str, device: str, dtype: str, err: BaseException | None) -> No
                                 f"{type(err).__name__}: {str(err).splitlines()[0][:200]} ({lack.source})") from err
 
 
-class _FeatureGaps:
-    def __init__(self, name: str, device: str, dtype: str):
-        self.name, self.device, self.dtype = name, device, dtype
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, err, tb):
-        lacking(self.name, self.device, self.dtype, err)
-        return False
-
-
-def feature(name: str, device: str, dtype: str = "all") -> _FeatureGaps:
+@contextlib.contextmanager
+def feature(name: str, device: str, dtype: str = "all"):
     """``with feature("jagged", device, dtype): ...``: the block builds and runs feature `name` on
     `device`; a refusal `DEVICE_LACKS` declares for that device becomes a CapabilityGap."""
-    return _FeatureGaps(name, device, dtype)
+    try:
+        yield
+    except Exception as err:
+        lacking(name, device, dtype, err)
+        raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 
@@ -278,13 +279,9 @@ def _reference_deviates(item) -> str | None:
                                        f"{entry.id} ({os.path.basename(entry.file)}): {entry.reason[:160]}")
 
 
-_REFERENCE_DEVIATIONS: list = []
-
-
+@functools.cache
 def _reference_deviations() -> list:
-    if not _REFERENCE_DEVIATIONS:
-        _REFERENCE_DEVIATIONS.append(dev.load(dev.default_files(backends.load(backends.DEFAULT).deviations)))
-    return _REFERENCE_DEVIATIONS[0]
+    return dev.load(dev.default_files(backends.load(backends.DEFAULT).deviations))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -81,8 +81,7 @@ def applies(device, check: str, *, needs: str = "storage") -> bool:
     sem = of(device)
     if getattr(sem, needs):
         return True
-    why = sem.why if needs == "storage" else f"{device_type(str(device))} keeps no version counter"
-    _skipped[(check, why)] += 1
+    skip(check, sem.why if needs == "storage" else f"{device_type(str(device))} keeps no version counter")
     return False
 
 

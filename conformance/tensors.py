@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
-from conformance import rules
+from conformance import rules, semantics
 
 if TYPE_CHECKING:
     import torch
@@ -123,8 +123,6 @@ class TensorSpec:
                 for idx in rules.ndindex(self.shape)]
 
     def build(self, device: str = "cpu", requires_grad: bool = False) -> torch.Tensor:
-        from conformance import semantics
-
         if not semantics.has_storage(device):  # no layouts there: built on CPU, moved by value
             t = self.build("cpu").to(device)
             return t.requires_grad_(True) if requires_grad else t
@@ -140,8 +138,6 @@ class TensorSpec:
     def build_with_base(self, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
         """The tensor and the 1-d tensor over its whole storage (None on a storage-less
         device: `conformance.semantics`)."""
-        from conformance import semantics
-
         if not semantics.has_storage(device):
             return self.build(device), None
         base = self._storage_tensor(device)
@@ -184,8 +180,6 @@ class TensorSpec:
         store = literal_list(self.storage)
         if self.is_contiguous_layout:
             return f"{name} = torch.tensor({store}, dtype={dt}{dev}).reshape({self.shape})"
-        from conformance import semantics
-
         if not semantics.has_storage(device):  # built in its layout on CPU, moved by value
             return (f"{name} = torch.tensor({store}, dtype={dt})"
                     f".as_strided({self.shape}, {self.strides}, {self.offset}).to({device!r})  # {self.layout}, moved")

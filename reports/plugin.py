@@ -275,6 +275,7 @@ class ReportPlugin:
         self.tally = {"tests": 0, "examples": 0, "skip_reasons": collections.Counter()}
         self.gaps: dict[tuple, dict] = {}  # the current test's capability gaps
         self.compiled: int | None = None  # graphs the current test compiled (backends.compiles)
+        self.claims: tuple = ([], [], [])  # the current test's (own, property's, not receivable) claims
 
     # ------------------------------------------------------------------ every process
 
@@ -321,7 +322,8 @@ class ReportPlugin:
         self.classified = 0
         self.gaps: dict[tuple, dict] = {}
         reach.take_tally()
-        own, shared, _ = _claims(item)
+        self.claims = _claims(item)
+        own, shared, _ = self.claims
         self.pending = reach.Pending((*own, *shared))
 
         @functools.wraps(inner)
@@ -374,8 +376,8 @@ class ReportPlugin:
                                                  "examples": 0})
         entry["examples"] += 1
 
-    def _reach_of(self, item) -> dict:
-        own, shared, dropped = _claims(item)
+    def _reach_of(self) -> dict:
+        own, shared, dropped = self.claims
         got = {"claimed": list(own), "property_claims": list(shared), "classified": self.classified,
                "counts": dict(sorted(self.classes.items())), "tallied": reach.take_tally()}
         if dropped:
@@ -410,7 +412,7 @@ class ReportPlugin:
                 data["compiles"] = self.compiled
             data.update(examples=self.calls, discarded=self.discarded, body_time_s=round(self.body_time, 4),
                         draw_time_s=round(_DRAW_TIME[0] - self.draw_start, 4),
-                        reach=self._reach_of(item), gaps=list(self.gaps.values()))
+                        reach=self._reach_of(), gaps=list(self.gaps.values()))
         if call.excinfo is not None and (report.failed or hasattr(report, "wasxfail")):
             data["failure"] = describe_failure(call.excinfo.value, report,
                                                self.last_case if report.when == "call" else None)

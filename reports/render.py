@@ -132,6 +132,15 @@ def gap_rows(doc: dict) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
+def _md_section(title: str, intro: str, columns: tuple[str, ...], rows) -> list[str]:
+    """report.md lines of a section: a heading, one paragraph, and a table whose columns are
+    named by `columns` (a name ending in ':' is a right-aligned number column)."""
+    names = [c.removesuffix(":") for c in columns]
+    align = ["---:" if c.endswith(":") else "---" for c in columns]
+    return ["", f"## {title}", "", intro, "", "| " + " | ".join(names) + " |", "| " + " | ".join(align) + " |",
+            *("|" + "|".join(f" {c} " if str(c) else " " for c in row) + "|" for row in rows)]
+
+
 def not_applicable_rows(doc: dict) -> list[dict]:
     """What the run's devices could not show (conformance/semantics.py): whole tests reported
     not applicable, checks skipped inside tests that ran, and layout claims not receivable.
@@ -227,30 +236,27 @@ def markdown(doc: dict) -> str:
                 "| property | " + " | ".join(map(md, kernels)) + " |", "| --- |" + " --- |" * len(kernels)]
         out += [f"| {code(name)} | " + " | ".join(md(kernel_cell(cells.get(k))) for k in kernels) + " |"
                 for name, cells in krows]
-    gaps = gap_rows(doc)
-    if gaps:
-        out += ["", "## Capability gaps", "",
-                "Op × dtype × device the backend refused as unimplemented and does not declare "
-                "(`conformance/capabilities.py`): those examples were not checked; the others were.", "",
-                "| op | dtype | device | tests | examples | refusal |", "| --- | --- | --- | ---: | ---: | --- |"]
-        out += [f"| {code(g['op'])} | {md(g['dtype'])} | {md(g['device'])} | {len(g['tests'])} | {g['examples']} | "
-                f"{code(g['message'][:160])} |" for g in gaps]
+    if gaps := gap_rows(doc):
+        out += _md_section("Capability gaps", "Op × dtype × device the backend refused as unimplemented and does "
+                           "not declare (`conformance/capabilities.py`): those examples were not checked; the others "
+                           "were.", ("op", "dtype", "device", "tests:", "examples:", "refusal"),
+                           [(code(g["op"]), md(g["dtype"]), md(g["device"]), len(g["tests"]), g["examples"],
+                             code(g["message"][:160])) for g in gaps])
     if compiled := sorted(((r["compiles"], r["id"], r.get("examples") or 0, r["time_s"]) for r in doc["results"]
                            if r.get("compiles") is not None), key=lambda t: (-t[0], t[1])):
-        out += ["", f"## Compiles ({sum(c for c, *_ in compiled):,} graphs)", "",
-                "Graphs the backend or device compiled per test (`conformance.backends.compiles`): what "
-                "a per-shape compiling backend pays for new shapes; the most first.", "",
-                "| test | compiles | examples | time (s) |", "| --- | ---: | ---: | ---: |"]
-        out += [f"| {code(t)} | {c} | {n} | {s:.1f} |" for c, t, n, s in compiled[:30]]
-        if len(compiled) > 30:
-            out.append(f"| ... {len(compiled) - 30} more tests | {sum(c for c, *_ in compiled[30:])} | | |")
+        rest = [("... %d more tests" % (len(compiled) - 30), sum(c for c, *_ in compiled[30:]), "", "")
+                ] if len(compiled) > 30 else []
+        out += _md_section(f"Compiles ({sum(c for c, *_ in compiled):,} graphs)",
+                           "Graphs the backend or device compiled per test (`conformance.backends.compiles`): what "
+                           "a per-shape compiling backend pays for new shapes; the most first.",
+                           ("test", "compiles:", "examples:", "time (s):"),
+                           [(code(t), c, n, f"{s:.1f}") for c, t, n, s in compiled[:30]] + rest)
     if na := not_applicable_rows(doc):
-        out += ["", "## Not applicable on this device", "",
-                "Checks the device cannot make, counted apart and never as passed "
-                "(`conformance/semantics.py`); every value check of these tests ran.", "",
-                "| device | check | tests | examples that skipped it | why |", "| --- | --- | ---: | ---: | --- |"]
-        out += [f"| {md(n['device'])} | {md(n['what'])} | {len(n['tests'])} | {n['examples'] or '-'} | "
-                f"{md(n['why'][:240])} |" for n in na]
+        out += _md_section("Not applicable on this device", "Checks the device cannot make, counted apart and never "
+                           "as passed (`conformance/semantics.py`); every value check of these tests ran.",
+                           ("device", "check", "tests:", "examples that skipped it:", "why"),
+                           [(md(n["device"]), md(n["what"]), len(n["tests"]), n["examples"] or "-", md(n["why"][:240]))
+                            for n in na])
     failed = failures(doc)
     if failed:
         out += ["", f"## Failures ({len(failed)})"]

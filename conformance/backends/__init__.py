@@ -247,10 +247,11 @@ def compiles(devices) -> int | None:
     devices in `devices` that compile (`conformance.devices.compiles`); None when nothing counts."""
     from conformance import devices as devmod
 
-    counts = [c for c in (getattr(active().namespace, "COMPILES", None),) if callable(c)]
-    total = [c() for c in counts] + [n for d in dict.fromkeys(map(device_type, devices))
-                                     if (n := devmod.compiles(d)) is not None]
-    return sum(total) if total else None
+    own = getattr(active().namespace, "COMPILES", None)
+    counts = [n for d in dict.fromkeys(map(device_type, devices)) if (n := devmod.compiles(d)) is not None]
+    if callable(own):
+        counts.append(own())
+    return sum(counts) if counts else None
 
 
 # --------------------------------------------------------------------------- the active backend

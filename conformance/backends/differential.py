@@ -59,9 +59,6 @@ class Differential:
         self.backend, self.reference = backend, reference
         self.device, self.ref_device = device, ref_device
         self.name = f"{backend.name} vs {reference.name} on {ref_device}"
-        for attr in vars(backend):
-            if attr not in OPS:
-                setattr(self, attr, getattr(backend, attr))
         for op in OPS:
             fn = getattr(backend, op)
             checked = backend.implements(op) and reference.implements(op) and op not in UNCHECKED
@@ -140,8 +137,6 @@ def to_reference(obj, device):
 
 
 def _copy_tensor(t, device):
-    from conformance import semantics
-
     if not semantics.has_storage(t.device):  # no storage to copy: by value, dense
         with torch.no_grad():
             flat = t.detach().to(device).clone()
