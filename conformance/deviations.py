@@ -10,12 +10,22 @@ xfails files), chosen with ``--deviations FILE[,FILE...]``.  Each ``[[deviation]
 * ``link``: where the rule is documented (or the upstream bug);
 * ``torch`` (optional): a PEP 440 specifier of the torch releases the deviation holds for
   (``"<2.5"``); on a release it excludes, the entry applies to no test and the report lists it
-  as ``not_applicable`` (not ``unmatched``: it is right, for other releases).
+  as ``not_applicable`` (not ``unmatched``: it is right, for other releases);
+* ``inputs`` (optional): reach classes (names or globs, see `conformance.reach`) of the inputs
+  that deviate, such as ``"masked_fill*.value:overflows"``.
 
-A matched test still runs, as a strict xfail that accepts only a ConformanceFailure: the run
-stays green on the deviation, turns red on any other failure, and turns red once the
-backend is fixed (the report says "fixed: remove the entry").  An entry that matches no
-collected test is reported too, so the lists do not rot.
+A matched test without ``inputs`` still runs, as a strict xfail that accepts only a
+ConformanceFailure: the run stays green on the deviation, turns red on any other failure, and
+turns red once the backend is fixed (the report says "fixed: remove the entry").
+
+An entry with ``inputs`` narrows the deviation to the examples in those classes: the test runs
+as usual and every other example is checked (its failure fails the run); an example in the
+classes that fails with a ConformanceFailure is counted as deviated, not as checked.  The
+test's outcome is ``known_deviation`` when some example deviated, and ``passed`` (the entry
+``not_shown``) when none did: the classes contain the trigger, so an example in them need not
+hit it, and an entry is not called fixed on that evidence.
+
+An entry that matches no collected test is reported too, so the lists do not rot.
 """
 
 from __future__ import annotations
@@ -41,9 +51,17 @@ class Deviation:
     link: str
     file: str
     torch: str | None = None  # PEP 440 specifier of the releases it holds for (None: all)
+    inputs: tuple[str, ...] = ()  # reach classes of the deviating examples (empty: all of them)
 
     def matches(self, test_id: str) -> bool:
         return test_id.startswith(self.id)
+
+    def covers(self, classes) -> bool:
+        """Whether an example of these reach classes is one the entry expects to deviate."""
+        from conformance import reach
+
+        counts = dict.fromkeys(classes, 1)
+        return not self.inputs or any(reach.claim_count(c, counts) for c in self.inputs)
 
     def applies(self, version=None) -> bool:
         """Whether the entry holds for torch `version` (default: the running torch)."""
@@ -78,7 +96,7 @@ def load(paths: list[Path]) -> list[Deviation]:
                        or not entry[k].strip()]
             if missing:
                 raise DeviationFileError(f"{where}: needs a non-empty string for {missing}")
-            extra = set(entry) - {"id", "reason", "link", "torch"}
+            extra = set(entry) - {"id", "reason", "link", "torch", "inputs"}
             if extra:
                 raise DeviationFileError(f"{where}: unknown keys {sorted(extra)}")
             if "::" not in entry["id"]:
@@ -92,7 +110,14 @@ def load(paths: list[Path]) -> list[Deviation]:
                     releases.specifier(spec)
                 except releases.BadSpecifier as e:
                     raise DeviationFileError(f"{where}: {e}") from None
-            found.append(Deviation(entry["id"], entry["reason"].strip(), entry["link"], str(path), spec))
+            inputs = entry.get("inputs", [])
+            if not isinstance(inputs, list) or not all(isinstance(c, str) and c.strip() for c in inputs):
+                raise DeviationFileError(f"{where}: inputs must be a list of reach classes such as "
+                                         "['masked_fill*.value:overflows']")
+            if "inputs" in entry and not inputs:
+                raise DeviationFileError(f"{where}: inputs is empty; leave it out to cover every example")
+            found.append(Deviation(entry["id"], entry["reason"].strip(), entry["link"], str(path), spec,
+                                   tuple(inputs)))
     return found
 
 

@@ -84,6 +84,14 @@ def note_tensor(prefix: str, t) -> None:
         _current.update(tensor_classes(prefix, t))
 
 
+def note_result(prefix: str, values, dtype: str) -> None:
+    """Record that the oracle's result (`values` of `dtype`) holds a subnormal: a backend that
+    flushes subnormals deviates on such an example even when no input is subnormal."""
+    if _current is not None and dtype in rules.FLOAT_DTYPES and any(
+            rules.is_subnormal(v, dtype) for v in values):
+        _current.add(f"{prefix}.result.values:subnormal")
+
+
 def note_softmax(prefix: str, x, dim: int) -> None:
     """Record the row width and the kind of dim of a softmax over `x` along `dim`."""
     if _current is not None:
@@ -508,10 +516,25 @@ def _broadcast_to_classes(args, kwargs) -> set[str]:
 
 
 def _fill_classes(args, kwargs) -> set[str]:
-    value = args[2]
+    self, value = args[0], args[2]
     if _is_tensor(value):
-        return {f"value:0-d {str(value.dtype).removeprefix('torch.')}" if value.dim() == 0 else "value:with dims"}
-    return {f"value:python {type(value).__name__}"}
+        if value.dim():
+            return {"value:with dims"}
+        form, scalar = f"value:0-d {str(value.dtype).removeprefix('torch.')}", value.item()
+    else:
+        form, scalar = f"value:python {type(value).__name__}", value
+    return {form, _converts(scalar, str(self.dtype).removeprefix("torch.")) if _is_tensor(self) else form}
+
+
+def _converts(scalar, dtype: str) -> str:
+    """Whether the fill value converts to self's dtype by c10's checked conversion."""
+    if dtype not in rules.DTYPES or not isinstance(scalar, (bool, int, float)):
+        return "value:converts"
+    try:
+        rules.cast_scalar(scalar, dtype)
+    except rules.ConversionError:
+        return "value:overflows"
+    return "value:converts"
 
 
 def _tril_classes(args, kwargs) -> set[str]:

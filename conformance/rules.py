@@ -34,6 +34,7 @@ __all__ = [
     "finfo_eps",
     "finfo_max",
     "iinfo",
+    "is_subnormal",
     "masked_fill",
     "ndindex",
     "numel",
@@ -264,6 +265,15 @@ def finfo_max(dtype: str) -> float:
 
 def finfo_eps(dtype: str) -> float:
     return 2.0 ** (1 - _FLOAT_BITS[dtype])
+
+
+# The smallest normal value is 2 ** _FLOAT_MIN_EXP; nonzero values below it are subnormal.
+_FLOAT_MIN_EXP = {"float16": -14, "bfloat16": -126, "float32": -126, "float64": -1022}
+
+
+def is_subnormal(x, dtype: str) -> bool:
+    """Whether `x`, stored in float `dtype`, is a nonzero value below the smallest normal."""
+    return isinstance(x, float) and x != 0 and abs(x) < 2.0 ** _FLOAT_MIN_EXP[dtype]
 
 
 def significand_bits(dtype: str) -> int:

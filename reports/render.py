@@ -283,7 +283,7 @@ def markdown(doc: dict) -> str:
     if entries:
         out += ["", "## Known deviations", "", "| entry | status | tests | reason |", "| --- | --- | ---: | --- |"]
         for e in entries:
-            out.append(f"| {code(e['id'])} | {md(_deviation_status(e['status']))} | {len(e['tests'])} | "
+            out.append(f"| {code(e['id'])} | {md(_deviation_cell(e, doc))} | {len(e['tests'])} | "
                        f"{md(e['reason'])} ([rule]({md_url(e['link'])})) |")
     policies = expectation_rows(doc)
     if policies:
@@ -321,10 +321,21 @@ def md_url(url: str) -> str:
     return url if re.fullmatch(r"https?://[^\s()<>\"']+", url) else "#"
 
 
+def _deviation_cell(e: dict, doc: dict) -> str:
+    """An entry's status, and for a narrowed entry its inputs and how many examples deviated."""
+    words = _deviation_status(e["status"])
+    if e.get("inputs"):
+        got = [r["deviated"] for r in doc["results"] if r["id"] in e["tests"] and r.get("deviated")]
+        words += (f"; only inputs in {', '.join(e['inputs'])}: {sum(g['examples'] for g in got)} of "
+                  f"{sum(g['in_scope'] for g in got)} such examples deviated, every other example checked")
+    return words
+
+
 def _deviation_status(s: str) -> str:
     return {"matched": "still deviates", "fixed": "FIXED: remove the entry",
             "unmatched": "matches no test: remove or correct it", "not_run": "not run",
-            "not_applicable": "not for this torch release"}[s]
+            "not_applicable": "not for this torch release",
+            "not_shown": "no example in its inputs deviated: fixed, or the run missed its trigger"}[s]
 
 
 # --------------------------------------------------------------------------- html
@@ -508,7 +519,7 @@ def html(doc: dict) -> str:
             link = (f' <a href="{esc(e["link"])}" rel="noreferrer">rule</a>'
                     if md_url(e["link"]) != "#" else f" {esc(e['link'])}")
             b.append(f"<tr><td><code>{esc(e['id'])}</code><br><small>{esc(e['file'])}</small></td>"
-                     f"<td>{esc(_deviation_status(e['status']))}</td><td>{len(e['tests'])}</td>"
+                     f"<td>{esc(_deviation_cell(e, doc))}</td><td>{len(e['tests'])}</td>"
                      f"<td>{esc(e['reason'])}{link}</td></tr>")
         b.append("</tbody></table>")
     b += [_failure_block(r, anchors[r["id"]]) for r in deviating]

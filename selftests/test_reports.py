@@ -310,8 +310,57 @@ def test_deviation_entries_are_reported_matched_unmatched_or_not_run(tmp_path):
     assert "known deviation fixed: remove" in proc.stdout and "matches no collected test" in proc.stdout
 
 
+_CONVERSION = "test_masked_fill_errors.py::test_masked_fill_value_conversion_follows_cast_rules"
+
+
+@pytest.mark.parametrize("mutant,inputs,outcome", [
+    # deviates exactly on the entry's inputs: those examples are counted, every other one checked
+    ("masked_fill_saturates", "masked_fill*.value:overflows", "known_deviation"),
+    # deviates on inputs the entry does not name: the run fails, as with no entry at all
+    ("masked_fill_rounds_into_ints", "masked_fill*.value:overflows", "failed"),
+    ("masked_fill_saturates", "masked_fill*.self.dtype:bool", "failed"),
+])
+def test_a_narrowed_deviation_covers_only_its_inputs(tmp_path, mutant, inputs, outcome):
+    """An entry with `inputs` excuses the failing examples in those reach classes and no other."""
+    entries = tmp_path / "dev.toml"
+    entries.write_text(f'[[deviation]]\nid = "{_CONVERSION}[cpu-masked_fill]"\nreason = "r"\nlink = "l"\n'
+                       f'inputs = ["{inputs}"]\n')
+    out = tmp_path / "out"
+    proc = pytest_run(f"conformance/{_CONVERSION}[cpu-masked_fill]", "--backend", f"selftests.mutants:{mutant}",
+                      "--deviations", str(entries), out=out)
+    report = schema.load(out / "report.json")
+    (rec,) = report["results"]
+    assert rec["outcome"] == outcome, (rec, proc.stdout[-3000:])
+    assert proc.returncode == (0 if outcome == "known_deviation" else 1)
+    got = rec["deviated"]
+    assert got["inputs"] == [inputs]
+    if outcome == "known_deviation":
+        assert 0 < got["examples"] <= got["in_scope"] < rec["examples"], got
+        assert report["deviations"]["entries"][0]["status"] == "matched"
+        assert got["first"].startswith("Rule violated: fill values convert"), got["first"]
+        md = (out / "report.md").read_text()
+        assert render.md(f"only inputs in {inputs}: {got['examples']} of {got['in_scope']} such examples "
+                         "deviated") in md
+
+
+def test_a_narrowed_deviation_that_does_not_show_is_reported_not_shown(tmp_path):
+    entries = tmp_path / "dev.toml"
+    entries.write_text(f'[[deviation]]\nid = "{_CONVERSION}[cpu-masked_fill]"\nreason = "r"\nlink = "l"\n'
+                       'inputs = ["masked_fill*.value:overflows"]\n')
+    out = tmp_path / "out"
+    proc = pytest_run(f"conformance/{_CONVERSION}[cpu-masked_fill]", "--deviations", str(entries), out=out)
+    report = schema.load(out / "report.json")
+    (rec,) = report["results"]
+    assert proc.returncode == 0 and rec["outcome"] == "passed", proc.stdout[-3000:]
+    assert rec["deviated"]["examples"] == 0 < rec["deviated"]["in_scope"]
+    assert report["deviations"]["entries"][0]["status"] == "not_shown"
+    assert "no example in its inputs deviated" in proc.stdout
+
+
 @pytest.mark.parametrize("text,words", [
     ("[[deviation]]\nid = 'x'\n", "needs a non-empty string for ['reason', 'link']"),
+    ("[[deviation]]\nid = 'a.py::b'\nreason = 'r'\nlink = 'l'\ninputs = 'x'\n", "inputs must be a list"),
+    ("[[deviation]]\nid = 'a.py::b'\nreason = 'r'\nlink = 'l'\ninputs = []\n", "inputs is empty"),
     ("[[deviation]]\nid = 'no_separator'\nreason = 'r'\nlink = 'l'\n", "is not a test id"),
     ("[[deviation]]\nid = 'a.py::b'\nreason = 'r'\nlink = 'l'\nwhy = 1\n", "unknown keys ['why']"),
     ("[[deviations]]\n", "unknown tables"),

@@ -132,6 +132,19 @@ def test_round_to_agrees_with_numpy(x):
                                              math.copysign(math.inf, x))
 
 
+@pytest.mark.parametrize("dtype", rules.FLOAT_DTYPES)
+def test_is_subnormal_matches_the_smallest_normal(dtype):
+    """The subnormal range ends at finfo's smallest normal (torch as the second opinion: NumPy
+    has no bfloat16)."""
+    import torch
+
+    tiny = torch.finfo(getattr(torch, dtype)).tiny
+    assert not rules.is_subnormal(tiny, dtype) and not rules.is_subnormal(-tiny, dtype)
+    assert rules.is_subnormal(tiny / 2, dtype) and rules.is_subnormal(-tiny / 2, dtype)
+    assert not rules.is_subnormal(0.0, dtype) and not rules.is_subnormal(-0.0, dtype)
+    assert not rules.is_subnormal(math.nan, dtype) and not rules.is_subnormal(1, dtype)
+
+
 @given(row=st.lists(st.floats(-50, 50), min_size=1, max_size=64), data=st.data())
 def test_softmax_agrees_with_numpy(row, data):
     keep = data.draw(st.lists(st.booleans(), min_size=len(row), max_size=len(row)))
