@@ -160,6 +160,8 @@ def has(feature: str) -> str | None:
 # and activation.py, plus torch's PrivateUse1 backend; xpu is listed in 2.13.0's source and
 # not in 2.9.0's.  xla, lazy and mps are not: there eval runs the slow path.
 FAST_PATH_DEVICES = (("cpu", None), ("cuda", None), ("xpu", ">=2.10"))
+# The suite's op for each api that has a fast path (`fast_path`'s `api`).
+FAST_PATH_APIS = {"transformer_encoder": "encoder", "multihead_attention": "mha"}
 
 
 def fast_path(api: str, device: str, traced: bool | None = None) -> str | None:

@@ -523,7 +523,9 @@ def _fill_classes(args, kwargs) -> set[str]:
         form, scalar = f"value:0-d {str(value.dtype).removeprefix('torch.')}", value.item()
     else:
         form, scalar = f"value:python {type(value).__name__}", value
-    return {form, _converts(scalar, str(self.dtype).removeprefix("torch.")) if _is_tensor(self) else form}
+    if not _is_tensor(self):
+        return {form}
+    return {form, _converts(scalar, str(self.dtype).removeprefix("torch."))}
 
 
 def _converts(scalar, dtype: str) -> str:

@@ -118,8 +118,7 @@ def receivable(claims, device) -> tuple[list[str], list[tuple[str, str]]]:
         why = None
         if not has_storage(device) and any(c.endswith(f".layout:{k}") for k in _STRIDED_LAYOUTS):
             why = not_receivable_reason(device)
-        elif c.endswith(".path:fast"):
-            api = "mha" if c.startswith("multihead_attention") else "encoder"
+        elif c.endswith(".path:fast") and (api := attention_apis.FAST_PATH_APIS.get(c.split(".", 1)[0])):
             why = attention_apis.fast_path(api, device)
         (dropped.append((c, why)) if why else kept.append(c))
     return kept, dropped

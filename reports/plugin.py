@@ -679,7 +679,8 @@ class ReportPlugin:
                 status, tests = "not_applicable", []
             elif "fixed" in outcomes:
                 status = "fixed"
-            elif d.inputs and outcomes and "known_deviation" not in outcomes and outcomes - schema.UNCHECKED:
+            elif d.inputs and outcomes - schema.UNCHECKED and not any(
+                    (by_id[t].get("deviated") or {}).get("examples") for t in tests if t in by_id):
                 status = "not_shown"  # narrowed, and no example in its inputs deviated
             elif outcomes - schema.UNCHECKED:  # tests that all skipped (an API a release lacks) judge nothing
                 status = "matched"

@@ -34,17 +34,14 @@ def suspend(why: str | None) -> None:
     _suspended = why
 
 
-_FAST_PATH_APIS = {"transformer_encoder": "encoder", "multihead_attention": "mha"}
-
-
 def _reference_kernel(op, ref_device, device):
     """The SDPA kernel the reference runs: the one pinned for the device under test where the
     reference device offers it, else math (CUDA's efficient and cuDNN kernels have no CPU twin);
     for the attention modules, the slow path where the device under test has no fast path."""
     import contextlib
 
-    if op in _FAST_PATH_APIS and attention_apis.fast_path(_FAST_PATH_APIS[op], device) \
-            and not attention_apis.fast_path(_FAST_PATH_APIS[op], ref_device, traced=False):
+    api = attention_apis.FAST_PATH_APIS.get(op)
+    if api and attention_apis.fast_path(api, device) and not attention_apis.fast_path(api, ref_device, traced=False):
         return attention_apis.without_fast_path()
     kernel = attention_apis.current_kernel()
     if op != "scaled_dot_product_attention" or kernel is None:
