@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from reports import compare, schema
@@ -75,26 +75,47 @@ def killed(result: dict) -> bool:
     return result["rc"] == 1 and bool(result["caught"])
 
 
+def _verdict(name: str, tmp: Path) -> dict:
+    """`run_mutant` for the command line: a mutant whose run outlives MUTANT_TIMEOUT is a row of
+    the table (not killed, with what its report had caught so far), not the end of every run."""
+    try:
+        return run_mutant(name, tmp)
+    except subprocess.TimeoutExpired as e:
+        partial = tmp / name / "report.json"
+        results = json.loads(partial.read_text())["results"] if partial.is_file() else []
+        return {"rc": f"timed out after {e.timeout:.0f} s",
+                "caught": {r["property"] for r in results if r["outcome"] in schema.BROKEN | {"fixed"}}}
+
+
+def _row(name: str, result: dict) -> str:
+    return (f"{name:42} {'yes' if killed(result) else 'NO ':5} rc={result['rc']}  "
+            f"{', '.join(sorted(result['caught'])) or '-'}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m selftests.mutant_runs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--profile", default="selftest")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--json", type=Path, help="write {mutant: {killed, caught, rc}} here")
+    parser.add_argument("--timeout", type=int, default=int(os.environ.get("MUTANT_TIMEOUT", 900)),
+                        help="seconds one mutant's run may take (default: MUTANT_TIMEOUT or 900)")
     parser.add_argument("mutants", nargs="*", help="default: every faulty mutant")
     args = parser.parse_args(argv)
     unknown = [m for m in args.mutants if m not in FAULTY]
     if unknown:
         print(f"error: unknown mutants {unknown}; see selftests/mutants.py", file=sys.stderr)
         return 2
-    os.environ.update(MUTANT_DEVICE=args.device, MUTANT_PROFILE=args.profile)
+    os.environ.update(MUTANT_DEVICE=args.device, MUTANT_PROFILE=args.profile, MUTANT_TIMEOUT=str(args.timeout))
     names = args.mutants or FAULTY
     properties()
+    results = {}
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=args.workers) as pool:
-        futures = {n: pool.submit(run_mutant, n, Path(tmp)) for n in names}
-        results = {n: f.result() for n, f in futures.items()}
-    for n, r in results.items():
-        print(f"{n:42} {'yes' if killed(r) else 'NO ':5} rc={r['rc']}  {', '.join(sorted(r['caught'])) or '-'}")
+        futures = {pool.submit(_verdict, n, Path(tmp)): n for n in names}
+        for f in as_completed(futures):  # each row as its run ends: a long table is not lost to one run
+            results[futures[f]] = f.result()
+            print(_row(futures[f], results[futures[f]]), flush=True)
+    results = {n: results[n] for n in names}
     print(f"kill rate on {args.device} ({args.profile}): {sum(map(killed, results.values()))}/{len(results)}")
     if args.json:
         args.json.write_text(json.dumps({n: {"killed": killed(r), "rc": r["rc"], "caught": sorted(r["caught"])}
