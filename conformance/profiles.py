@@ -12,6 +12,9 @@
 * ``selftest``: what the mutant self-test runs each mutant under: derandomized, fewer
   examples, no shrinking (a mutant only has to be caught, not minimised).
 * ``zoo``: what the fault zoo runs each mutant under: ``ci`` without shrinking.
+* ``reseed``: ``ci``'s examples drawn at random, without shrinking: with ``--hypothesis-seed N``,
+  the re-draws on which the reach self-test shows that every claim holds with margin whatever
+  the seed (a claim is a property of the strategy, not of one draw).
 
 Pick one with ``--hypothesis-profile NAME`` or ``HYPOTHESIS_PROFILE=NAME``.
 """
@@ -49,6 +52,9 @@ settings.register_profile("selftest", max_examples=50, derandomize=True, databas
 # only has to be caught, with the effort the gate spends
 settings.register_profile("zoo", settings.get_profile("ci"), phases=[Phase.explicit, Phase.generate])
 
+settings.register_profile("reseed", settings.get_profile("ci"), derandomize=False,
+                          phases=[Phase.explicit, Phase.generate])
+
 DEFAULT = "ci"
 
 
@@ -56,7 +62,7 @@ class UnknownProfile(ValueError):
     """A profile name that is not registered; the message is one line."""
 
 
-NAMES = ("ci", "dev", "thorough", "compile", "graph", "selftest", "zoo")
+NAMES = ("ci", "dev", "thorough", "compile", "graph", "selftest", "zoo", "reseed")
 
 
 def check(name: str, where: str = "--hypothesis-profile") -> None:

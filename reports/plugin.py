@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from hypothesis.errors import UnsatisfiedAssumption
 from hypothesis.internal.conjecture.data import StopTest
 
@@ -325,7 +326,8 @@ class ReportPlugin:
         reach.take_tally()
         self.claims = _claims(item)
         own, shared, _ = self.claims
-        self.pending = reach.Pending((*own, *shared))
+        # the loaded profile's examples bound every test's (`profiles.fraction` only lowers them)
+        self.pending = reach.Pending((*own, *shared), need=reach.margin(settings.default.max_examples))
         entry = dev.matching(self.deviations, dev.relative_id(item.nodeid))
         narrowed = entry if entry is not None and entry.inputs else None
         self.deviated = None if narrowed is None else {"inputs": list(narrowed.inputs), "in_scope": 0,
@@ -399,6 +401,7 @@ class ReportPlugin:
     def _reach_of(self) -> dict:
         own, shared, dropped = self.claims
         got = {"claimed": list(own), "property_claims": list(shared), "classified": self.classified,
+               "checked": self.calls - self._unchecked(),
                "counts": dict(sorted(self.classes.items())), "tallied": reach.take_tally()}
         if dropped:
             groups: dict[str, list[str]] = {}
@@ -452,7 +455,6 @@ class ReportPlugin:
             self.planned = list(ids)
 
     def _start_document(self) -> None:
-        from hypothesis import settings
         config = self.config
         selected = devmod.parse(config.getoption("--device"))
         current = settings()
@@ -564,7 +566,7 @@ class ReportPlugin:
                 rec["not_applicable"] = data["not_applicable"]
             if "reach" in data:
                 got = data["reach"]
-                rec["reach"] = {**got, "unreached": reach.unreached(got["claimed"], got["counts"])}
+                rec["reach"] = {**got, "unreached": reach.unreached(got["claimed"], got["counts"], got.get("checked", 0))}
             if data.get("deviated"):
                 rec["deviated"] = data["deviated"]
             if hasattr(report, "wasxfail"):
