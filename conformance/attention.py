@@ -13,6 +13,7 @@ by the strategy), so a faulty backend cannot corrupt an expected value.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -206,3 +207,220 @@ def expected(mask: LogicalMask, q: Sequence[float], k: Sequence[float], v: Seque
             out.extend(got)
             smax = max(smax, m)
     return out, smax
+
+
+# --------------------------------------------------------------------------- at model sizes
+#
+# At L = S = 1024 and E = 64 the general oracle above costs tens of seconds an example.  The
+# problems below keep it the judge at the sizes models use by choosing inputs whose exact
+# attention is cheap: q is zero but for one component p, so query i's score for key j is
+# a[i] * c[j] * scale with c[j] (k's component p) from a few values; v is rank one,
+# v[j, e] = alpha[j] * beta[e].  The other components of k are arbitrary (q multiplies them by
+# 0), and every structured mask keeps an interval of keys per query, so each row of the output
+# comes from prefix sums over keys, O(S * values) per head and O(E) per row.
+
+
+def kept_interval(mask: LogicalMask, b: int, i: int) -> tuple[int, int] | None:
+    """The keys query i of sequence b keeps, as [lo, hi), or None when it keeps none.  Every
+    component but the per-head pattern keeps an interval (document ids are sorted), and so
+    does their intersection."""
+    if mask.per_head is not None:
+        raise ValueError("a per-head pattern does not keep an interval of keys")
+    lo, hi = 0, mask.S
+    if mask.key_lengths is not None:
+        hi = min(hi, mask.key_lengths[b])
+    if mask.query_lengths is not None and i >= mask.query_lengths[b]:
+        return None
+    d = i + mask.offset
+    if mask.causal is not None:
+        hi = min(hi, d + 1)
+    if mask.window is not None:
+        lo, hi = max(lo, d - mask.window + 1), min(hi, d + mask.window)
+    if mask.documents is not None:
+        doc, keys = mask.documents[0][i], mask.documents[1]
+        start, end = _first(keys, doc), _first(keys, doc + 1)
+        if start is None or keys[start] != doc:
+            return None
+        lo, hi = max(lo, start), min(hi, mask.S if end is None else end)
+    return (lo, hi) if lo < hi else None
+
+
+def _first(ids: Sequence[int], doc: int) -> int | None:
+    """The first position whose id is >= doc (ids sorted), or None."""
+    lo, hi = 0, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ids[mid] < doc:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < len(ids) else None
+
+
+@dataclass(frozen=True)
+class FewScores:
+    """The inputs of one attention problem in the form above, flat and row-major: ``a`` [B,H,L]
+    (q's component p), ``c`` [B,Hkv,S] (k's component p, from ``values``), ``alpha`` [B,Hkv,S]
+    and ``beta`` [E] (v = alpha * beta)."""
+
+    a: Sequence[float]
+    c: Sequence[float]
+    values: tuple[float, ...]
+    alpha: Sequence[float]
+    beta: Sequence[float]
+
+
+def few_scores_rows(mask: LogicalMask, x: FewScores, kv_heads: int, scale: float, picked):
+    """The oracle's output rows for the (b, h, i) in `picked` (any order): {(b, h, i): E values
+    or None for a query with no kept key}, and the largest |score|.  Exact but for the final
+    exp and division: prefix sums of alpha per value of c are sums of grid values."""
+    b_, h_, L, S = mask.b, mask.h, mask.L, mask.S
+    group = h_ // kv_heads
+    prefix = {}  # (b, kv head) -> per value: running count and alpha sum over keys < j
+    out, smax = {}, 0.0
+    for b, h, i in sorted(picked):
+        kvh = h // group
+        if (b, kvh) not in prefix:
+            base = (b * kv_heads + kvh) * S
+            table = {}
+            for val in x.values:
+                counts, sums = [0], [0.0]
+                for j in range(S):
+                    hit = x.c[base + j] == val
+                    counts.append(counts[-1] + hit)
+                    sums.append(sums[-1] + (x.alpha[base + j] if hit else 0.0))
+                table[val] = (counts, sums)
+            prefix[(b, kvh)] = table
+        span = kept_interval(mask, b, i)
+        if span is None:
+            out[(b, h, i)] = None
+            continue
+        lo, hi = span
+        ai = x.a[(b * h_ + h) * L + i]
+        terms = []
+        for val, (counts, sums) in prefix[(b, kvh)].items():
+            n = counts[hi] - counts[lo]
+            if n:
+                terms.append((ai * val * scale, n, sums[hi] - sums[lo]))
+        top = max(s for s, _, _ in terms)
+        smax = max(smax, *(abs(s) for s, _, _ in terms))
+        weights = [(math.exp(s - top), n, total) for s, n, total in terms]
+        norm = math.fsum(w * n for w, n, _ in weights)
+        mix = math.fsum(w * total for w, _, total in weights) / norm
+        out[(b, h, i)] = [mix * be for be in x.beta]
+    return out, smax
+
+
+@dataclass(frozen=True)
+class FewScoresGrad:
+    """What the backward pass of a `FewScores` problem needs besides it: q's and k's component
+    ``p``; k's other components ``kappa[j] * rho[e]`` (rank one, ``rho[p] == 0``); the upstream
+    gradient ``gamma[i] * delta[e]`` (rank one)."""
+
+    x: FewScores
+    p: int
+    kappa: Sequence[float]
+    rho: Sequence[float]
+    gamma: Sequence[float]
+    delta: Sequence[float]
+
+
+def _row_weights(values, counts, lo, hi, ai, scale):
+    """{value: exp(score - max) / Z} over the values of c present in keys [lo, hi)."""
+    present = [(val, counts[val][hi] - counts[val][lo]) for val in values]
+    scores = {val: ai * val * scale for val, n in present if n}
+    top = max(scores.values())
+    z = math.fsum(math.exp(scores[val] - top) * n for val, n in present if n)
+    return {val: math.exp(ai * val * scale - top) / z for val in values}
+
+
+def few_scores_grads(mask: LogicalMask, g: FewScoresGrad, scale: float, rows, keys):
+    """The oracle's gradients of sum(out * grad_out) for SDPA on a `FewScores` problem (one kv
+    head per head): dq for the (b, h, i) in `rows`, dk and dv for the (b, h, j) in `keys`, each
+    {index: (E values, E bounds, E noises)}.  A bound is the sum of the magnitudes of the terms
+    the gradient adds up (what a kernel's rounding error scales with); a noise bounds the
+    oracle's own rounding (its sums run over every key or query of the head).  Pure Python, O((L + S) * values)
+    per head: prefix sums over keys, and over queries difference arrays (a query adds its share
+    to the interval of keys it keeps)."""
+    x, p = g.x, g.p
+    b_, h_, L, S, e = mask.b, mask.h, mask.L, mask.S, len(x.beta)
+    db = math.fsum(d * be for d, be in zip(g.delta, x.beta))
+    db_abs = math.fsum(abs(d * be) for d, be in zip(g.delta, x.beta))
+    dq, dk, dv = {}, {}, {}
+    # the oracle's own rounding: a running sum over n terms is off by at most n ulps of the
+    # largest partial sum, which the sum of all terms' magnitudes bounds
+    ulp_sums = 4 * (L + S) * 2.0 ** -52
+    want_rows, want_keys = {}, {}
+    for b, h, i in rows:
+        want_rows.setdefault((b, h), []).append(i)
+    for b, h, j in keys:
+        want_keys.setdefault((b, h), []).append(j)
+    for b, h in sorted(set(want_rows) | set(want_keys)):
+        base, qbase = (b * h_ + h) * S, (b * h_ + h) * L
+        cs, als, kas = x.c[base:base + S], x.alpha[base:base + S], g.kappa[base:base + S]
+        pre = {}
+        for val in x.values:
+            hit = [cj == val for cj in cs]
+            pre[val] = {nm: list(itertools.accumulate((v if h_ else 0.0 for v, h_ in zip(vs, hit)), initial=0.0))
+                        for nm, vs in (("n", [1.0] * S), ("a", als), ("ak", [a_ * k_ for a_, k_ in zip(als, kas)]),
+                                       ("k", kas), ("aabs", [abs(a_) for a_ in als]),
+                                       ("akabs", [abs(a_ * k_) for a_, k_ in zip(als, kas)]),
+                                       ("kabs", [abs(k_) for k_ in kas]))}
+        counts = {val: t["n"] for val, t in pre.items()}
+        # per query: its weights, mix and interval; keys' sums through difference arrays
+        acc = {val: {nm: [0.0] * (S + 1) for nm in ("r", "rabs", "t1", "t1abs", "t2", "t2abs")} for val in x.values}
+        total = {"rabs": 0.0, "t1abs": 0.0, "t2abs": 0.0}
+        info = {}
+        for i in range(L):
+            span = kept_interval(mask, b, i)
+            if span is None:
+                continue
+            lo, hi = span
+            ai, gi = x.a[qbase + i], g.gamma[qbase + i]
+            w = _row_weights(x.values, counts, lo, hi, ai, scale)
+            mix = math.fsum(w[val] * (pre[val]["a"][hi] - pre[val]["a"][lo]) for val in x.values)
+            info[i] = (lo, hi, w, mix)
+            for val in x.values:
+                terms = {"r": w[val] * gi, "rabs": w[val] * abs(gi), "t1": w[val] * gi * ai,
+                         "t1abs": w[val] * abs(gi * ai), "t2": w[val] * gi * ai * mix,
+                         "t2abs": w[val] * abs(gi * ai * mix)}
+                for nm, v in terms.items():
+                    acc[val][nm][lo] += v
+                    acc[val][nm][hi] -= v
+                    if nm in total:
+                        total[nm] += v
+        for i in want_rows.get((b, h), ()):
+            if i not in info:
+                dq[(b, h, i)] = ([0.0] * e, [0.0] * e, [0.0] * e)
+                continue
+            lo, hi, w, mix = info[i]
+            gi = g.gamma[qbase + i]
+
+            def over(name, val):
+                return pre[val][name][hi] - pre[val][name][lo]
+            core_p = math.fsum(w[v] * v * (over("a", v) - mix * over("n", v)) for v in x.values)
+            bound_p = math.fsum(w[v] * abs(v) * (over("aabs", v) + abs(mix) * over("n", v)) for v in x.values)
+            core_r = math.fsum(w[v] * (over("ak", v) - mix * over("k", v)) for v in x.values)
+            bound_r = math.fsum(w[v] * (over("akabs", v) + abs(mix) * over("kabs", v)) for v in x.values)
+            f, fa = scale * gi * db, abs(scale * gi) * db_abs
+            vals = [f * (core_p if c == p else g.rho[c] * core_r) for c in range(e)]
+            bounds = [fa * (bound_p if c == p else abs(g.rho[c]) * bound_r) for c in range(e)]
+            whole = {v: (pre[v]["aabs"][S], pre[v]["n"][S], pre[v]["akabs"][S], pre[v]["kabs"][S]) for v in x.values}
+            noise_p = fa * ulp_sums * math.fsum(w[v] * abs(v) * (whole[v][0] + abs(mix) * whole[v][1]) for v in x.values)
+            noise_r = fa * ulp_sums * math.fsum(w[v] * (whole[v][2] + abs(mix) * whole[v][3]) for v in x.values)
+            noise = [noise_p if c == p else abs(g.rho[c]) * noise_r for c in range(e)]
+            dq[(b, h, i)] = (vals, bounds, noise)
+        ks = want_keys.get((b, h), ())
+        if ks:
+            run = {val: {nm: list(itertools.accumulate(acc[val][nm])) for nm in acc[val]} for val in x.values}
+            for j in ks:
+                cj, al = x.c[base + j], x.alpha[base + j]
+                t = {nm: run[cj][nm][j] for nm in run[cj]}
+                dv[(b, h, j)] = ([d * t["r"] for d in g.delta], [abs(d) * t["rabs"] for d in g.delta],
+                                 [abs(d) * ulp_sums * total["rabs"] for d in g.delta])
+                kp = scale * db * (al * t["t1"] - t["t2"])
+                kb = abs(scale) * db_abs * (abs(al) * t["t1abs"] + t["t2abs"])
+                kn = abs(scale) * db_abs * ulp_sums * (abs(al) * total["t1abs"] + total["t2abs"])
+                dk[(b, h, j)] = ([kp if c == p else 0.0 for c in range(e)], [kb if c == p else 0.0 for c in range(e)],
+                                 [kn if c == p else 0.0 for c in range(e)])
+    return dq, dk, dv

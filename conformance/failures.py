@@ -141,6 +141,7 @@ class Case:
         self.code: list = []
         self.shapes: list[tuple] = []
         self.backend_calls: list = []  # what the backend under test received (backends.reproduce)
+        self.named: dict = {}  # id(tensor) -> (the code above that makes it, the tensor): see `name`
         global _current
         _current = self
         self._note()
@@ -158,6 +159,13 @@ class Case:
         self.code.append(item)
         self.shapes.append(spec.shape)
         self._note()
+        return self
+
+    def name(self, expr: str, tensor) -> "Case":
+        """Say that the snippet's code makes `tensor` as `expr` (``q.to('cpu')``): a reproduction
+        through another backend passes it by that name instead of spelling out every value (a
+        model-sized input is millions of them)."""
+        self.named[id(tensor)] = (expr, tensor)
         return self
 
     def value(self, name: str, words: str, code: str) -> "Case":
@@ -322,6 +330,7 @@ def _restored(rule: str, device: str, inputs: list, code: list) -> Case:
     case = Case.__new__(Case)
     case.rule, case.device, case.inputs, case.code, case.shapes = rule, device, inputs, code, []
     case.backend_calls = []
+    case.named = {}
     return case
 
 

@@ -22,89 +22,16 @@ from hypothesis import assume, given, strategies as st
 
 from conformance import (attention, attention_apis as apis, backends, capabilities, profiles, reach, rules,
                          semantics, tolerances)
+from conformance.attention_checks import (check_rows, policy_row, problem_case, run_pinned, scale_of, sdpa_kw,
+                                          v_rows_of)
 from conformance.failures import Case, attempt, close_with
 from conformance.tensors import TORCH_DTYPES, TensorSpec, read
+from strategies import booleans, sampled_from
 from strategies.attention import COMPONENTS, attention_problems, logical_masks
 from strategies.layouts import relayout
 
 pytestmark = pytest.mark.torch_tensors
 FLOATS = ("float16", "bfloat16", "float32", "float64")
-
-# --------------------------------------------------------------------------- shared checks
-
-
-def _scale(p) -> float:
-    return p.scale if p.scale is not None else 1 / math.sqrt(p.e)
-
-
-def _policy_row(rows_policy: str, v_rows, e: int) -> list:
-    if rows_policy == "zeros":
-        return [0.0] * e
-    if rows_policy == "nan":
-        return [math.nan] * e
-    if rows_policy == "mean-of-v":
-        return attention.mean_rows(v_rows)
-    raise ValueError(rows_policy)
-
-
-def check_rows(case, got, want_rows, shape, dtype, width, smax, v_values, policy, *, what, v_for=None):
-    """Compare flat `got` [.., L, E] with the oracle's rows: kept rows within the attention
-    tolerance, rows with no kept key as `policy` says (its source in the message)."""
-    e = shape[-1]
-    vmax = max(map(abs, v_values), default=1.0)
-    tol = tolerances.attention_output(dtype, width, vmax, smax)
-    want = []
-    for r, row in enumerate(want_rows):
-        if row is None:  # policy None: those rows were checked by the caller
-            row = got[r * e:(r + 1) * e] if policy is None else _policy_row(policy.rows, v_for(r) if v_for else None, e)
-        want.extend(row)
-    case.check_values(got, want, shape, close=close_with(tol), what=f"{what} ({tol})",
-                      extra="" if policy is None else
-                      f"a query with no kept key: {policy.rows} ({policy.api}, torch {policy.torch}: {policy.source})")
-
-
-def _v_rows_of(p):
-    """For row r of the flat (b, h, i) order: the v rows of its kv head."""
-    m, e, hkv = p.mask, p.e, p.kv_heads
-    group = m.h // hkv
-
-    def v_for(r):
-        b, h = r // (m.h * m.L), (r // m.L) % m.h
-        return attention.rows(p.v.values, (b * hkv + h // group) * m.S * e, m.S, e)
-    return v_for
-
-
-def problem_case(rule, device, p, kernel=None) -> Case:
-    case = Case(rule, device).tensor("q", p.q).tensor("k", p.k).tensor("v", p.v)
-    case.inputs.append("mask: " + p.mask.words())
-    case.run(*p.mask.code(), "import torch.nn.functional as F")
-    if kernel:
-        backend = next(k.backend for k in apis.KERNELS if k.name == kernel)
-        case.run("from torch.nn.attention import sdpa_kernel, SDPBackend",
-                 f"pinned = sdpa_kernel([SDPBackend.{backend}])  # the kernel under test")
-    return case
-
-
-def run_pinned(kernel, fn, count=True):
-    """(result, error, refusal reason) of fn() with SDPA pinned to `kernel`; a refusal is
-    counted (``refused:REASON`` in the report's reach tally, the kernel's own warning saying
-    why) and the example checks nothing more."""
-    with apis.pinned(kernel), warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        out, err = attempt(fn)
-    if err is not None:  # a refusal says why in a warning: `conformance.errors` reads it
-        err.warned = [str(w.message) for w in said]
-    why = apis.refusal(err)
-    if why and count:
-        reasons = [str(w.message).split(" (Triggered internally")[0] for w in said]
-        reasons = [r for r in reasons if not r.endswith("not used because:")]
-        reach.tally(f"refused:{(reasons[-1] if reasons else why)[:90]}")
-    return out, err, why
-
-
-def _sdpa_kw(p):
-    return {} if p.scale is None else {"scale": p.scale}
-
 
 # --------------------------------------------------------------------------- SDPA: mask expressions
 
@@ -127,13 +54,24 @@ def mask_forms(varies: set[str]) -> list[tuple[str, ...]]:
     return list(dict.fromkeys(forms))
 
 
+# the masks attention code builds, each a share of the draws: key padding alone (the tutorial's
+# (B,1,1,S) mask), causal alone (an (L,S) mask), and any mix of components.  Drawn as one mix,
+# a mask that varies along B and S only is one in 64, and its form one in 256 examples.
+_KEY_PADDING = logical_masks(components=("key_padding",), require=("key_padding",))
+_SCENARIOS = sampled_from((_KEY_PADDING,
+                              logical_masks(components=("causal",), require=("causal",)),
+                              logical_masks(), logical_masks()))
+
+
 @st.composite
 def sdpa_mask_args(draw):
     """(problem, expression, form, layout, mask spec): a mask expression from EXPRESSIONS in a
     drawn form, contiguous, expanded to the full shape, or in another layout."""
-    p = draw(attention_problems())
-    expression = draw(st.sampled_from(EXPRESSIONS))
-    form = draw(st.sampled_from(mask_forms(p.mask.varies())))
+    masks = draw(_SCENARIOS)
+    p = draw(attention_problems(masks=masks))
+    expression = draw(sampled_from(EXPRESSIONS))
+    # key padding alone: the tutorial's (B,1,1,S) mask, whatever the lengths
+    form = ("B", "1", "1", "S") if masks is _KEY_PADDING else draw(sampled_from(mask_forms(p.mask.varies())))
     m = p.mask
     sizes = {"B": m.b, "H": m.h, "L": m.L, "S": m.S, "1": 1}
     shape = tuple(sizes[d] for d in form)
@@ -149,7 +87,7 @@ def sdpa_mask_args(draw):
     else:
         fill = -math.inf if expression == "float -inf" else -rules.finfo_max(p.dtype)
         spec = TensorSpec.contiguous(shape, p.dtype, [0.0 if kept else fill for kept in values])
-    layout = draw(st.sampled_from(("contiguous", "expanded", "other")))
+    layout = draw(sampled_from(("contiguous", "expanded", "other")))
     if layout == "other":
         spec = relayout(draw, spec, kinds=("permuted", "strided", "offset"))
     del full
@@ -184,11 +122,11 @@ def test_sdpa_mask_expressions_match_oracle(device, kernel, args):
         mask = mask.expand(m.b, m.h, m.L, m.S)
     ops = backends.for_device(device)
     out, err, refused = run_pinned(kernel, lambda: ops.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                                                                   **_sdpa_kw(p)))
+                                                                                   **sdpa_kw(p)))
     if refused:
         return
     case.check_outcome(None, err)
-    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, _scale(p))
+    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, scale_of(p))
     if any(r is None for r in want):
         reach.note("rows:fully-masked")
     policy = apis.policy("sdpa-finfo-min" if expression == "float finfo.min" else "sdpa")
@@ -197,14 +135,14 @@ def test_sdpa_mask_expressions_match_oracle(device, kernel, args):
         _check_convex_rows(case, got, want, p)
         policy = None  # those rows are checked; the kept ones below
     check_rows(case, got, want, (m.b, m.h, m.L, p.e), p.dtype, m.S, smax, p.v.values, policy,
-               what="SDPA output differs from the oracle", v_for=_v_rows_of(p))
+               what="SDPA output differs from the oracle", v_for=v_rows_of(p))
 
 
 def _check_convex_rows(case, got, want, p):
     """float16 under a finfo.min bias: a query with no kept key gets a convex combination of v's
     rows (x + finfo.min rounds to a few neighbouring values, not one), so each output lies
     within the column's range of v."""
-    v_for, e = _v_rows_of(p), p.e
+    v_for, e = v_rows_of(p), p.e
     for r, row in enumerate(want):
         if row is not None:
             continue
@@ -248,7 +186,7 @@ def test_sdpa_accepts_a_one_dimensional_mask(device, kernel, p):
     if refused:
         return
     case.check_outcome(None, err)
-    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, _scale(p0))
+    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, scale_of(p0))
     check_rows(case, read(out), want, (m.b, m.h, m.L, p.e), p.dtype, m.S, smax, p.v.values, apis.policy("sdpa"),
                what="SDPA with a 1-d mask differs from the oracle")
 
@@ -268,7 +206,7 @@ _EXPRESSED = tuple((how, alignment) for alignment, hows in CAUSAL_EXPRESSIONS.it
 def causal_args(draw):
     """(problem, expression): one of the five expressions, each as often as the others, and a
     causal mask aligned as that expression aligns it."""
-    how, alignment = draw(st.sampled_from(_EXPRESSED))
+    how, alignment = draw(sampled_from(_EXPRESSED))
     p = draw(attention_problems(logical_masks(components=("causal",), require=("causal",))))
     return dataclasses.replace(p, mask=dataclasses.replace(p.mask, causal=alignment)), how
 
@@ -315,11 +253,11 @@ def test_sdpa_causal_variants_align_as_documented(device, kernel, args):
              f"{', scale=' + repr(p.scale) if p.scale is not None else ''})", "print(out)")
     q, k, v = (t.build(device) for t in (p.q, p.k, p.v))
     ops = backends.for_device(device)
-    out, err, refused = run_pinned(kernel, lambda: _causal_call(ops, how, q, k, v, _sdpa_kw(p), device))
+    out, err, refused = run_pinned(kernel, lambda: _causal_call(ops, how, q, k, v, sdpa_kw(p), device))
     if refused:
         return
     case.check_outcome(None, err)
-    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, _scale(p))
+    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, scale_of(p))
     if any(r is None for r in want):
         reach.note("rows:fully-masked")
     check_rows(case, read(out), want, (m.b, m.h, m.L, p.e), p.dtype, m.S, smax, p.v.values, apis.policy("sdpa"),
@@ -355,7 +293,7 @@ def gqa_args(draw):
     """A GQA problem (H = Hkv * group) with a [B,H,L,S] bool mask or none; one in four with one
     query head too many (Hkv >= 2, so the kv heads do not divide the query heads)."""
     p = draw(attention_problems(gqa=True))
-    with_mask = draw(st.booleans())
+    with_mask = draw(booleans())
     wrong = p.kv_heads >= 2 and draw(st.integers(0, 3)) == 0
     return p, with_mask, wrong
 
@@ -382,7 +320,7 @@ def test_sdpa_gqa_matches_repeated_kv_heads(device, kernel, args):
              f", enable_gqa=True{', scale=' + repr(p.scale) if p.scale is not None else ''})", "print(out)")
     ops = backends.for_device(device)
     out, err, refused = run_pinned(kernel, lambda: ops.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, enable_gqa=True, **_sdpa_kw(p)), count=not wrong)  # wrong: an error is due
+        q, k, v, attn_mask=mask, enable_gqa=True, **sdpa_kw(p)), count=not wrong)  # wrong: an error is due
     if wrong:
         case.check_outcome(RuntimeError(f"{m.h + 1} query heads, {p.kv_heads} kv heads"), err,
                            kind="gqa_heads", warned=getattr(err, "warned", ()))
@@ -392,7 +330,7 @@ def test_sdpa_gqa_matches_repeated_kv_heads(device, kernel, args):
     case.check_outcome(None, err)
     if mask is None:
         m = attention.LogicalMask(m.b, m.h, m.L, m.S)
-    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, _scale(p))
+    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, scale_of(p))
     check_rows(case, read(out), want, (m.b, m.h, m.L, p.e), p.dtype, m.S, smax, p.v.values, apis.policy("sdpa"),
                what="SDPA with enable_gqa differs from the oracle (kv head h // group)")
 
@@ -408,8 +346,8 @@ def jagged_args(draw):
     lengths = tuple(draw(st.integers(0, 9)) for _ in range(b))
     assume(any(lengths))  # a batch with no token at all: test_fast_paths_accept_a_batch_of_empty_sequences
     h = draw(st.integers(1, 3))
-    e = draw(st.sampled_from((1, 2, 4, 8, 16)))
-    dtype = draw(st.sampled_from(FLOATS))
+    e = draw(sampled_from((1, 2, 4, 8, 16)))
+    dtype = draw(sampled_from(FLOATS))
     n = sum(lengths) * h * e
     from strategies.attention import EIGHTHS, QUARTERS
     from strategies.layouts import draw_elements
@@ -545,7 +483,7 @@ def test_flex_attention_mask_mod_matches_oracle(device, p):
         out, err = attempt(lambda: ops.flex_attention(q, k, v, mask_mod_of(m, device)))
     capabilities.lacking("flex_attention", device, p.dtype, err)
     case.check_outcome(None, err)
-    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, _scale(p))
+    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e, scale_of(p))
     if any(r is None for r in want):
         reach.note("rows:fully-masked")
     check_rows(case, read(out), want, (m.b, m.h, m.L, p.e), p.dtype, m.S, smax, p.v.values, apis.policy("flex"),
@@ -563,12 +501,12 @@ def mha_args(draw):
     self-attention of B sequences of T tokens with a key padding mask (lengths, 0 allowed) and an
     attn_mask: none, causal [T, T] or per head [B * heads, T, T]; each mask bool or float (-inf)."""
     b, t = draw(st.integers(1, 3)), draw(st.integers(1, 8))
-    heads, hd = draw(st.sampled_from(((1, 2), (2, 1), (2, 2), (4, 1), (3, 1))))
-    dtype = draw(st.sampled_from(("float32", "float64")))
+    heads, hd = draw(sampled_from(((1, 2), (2, 1), (2, 2), (4, 1), (3, 1))))
+    dtype = draw(sampled_from(("float32", "float64")))
     lengths = tuple(draw(st.integers(0, t)) for _ in range(b))
-    attn = draw(st.sampled_from(("none", "causal", "per-head")))
-    kpm_type, attn_type = draw(st.sampled_from(("bool", "float"))), draw(st.sampled_from(("bool", "float")))
-    return b, t, heads, hd, dtype, lengths, attn, kpm_type, attn_type, draw(st.sampled_from(MHA_PATHS)), \
+    attn = draw(sampled_from(("none", "causal", "per-head")))
+    kpm_type, attn_type = draw(sampled_from(("bool", "float"))), draw(sampled_from(("bool", "float")))
+    return b, t, heads, hd, dtype, lengths, attn, kpm_type, attn_type, draw(sampled_from(MHA_PATHS)), \
         draw(st.integers(0, 2**16))
 
 
@@ -732,8 +670,8 @@ def encoder_args(draw):
     b, t = draw(st.integers(1, 3)), draw(st.integers(1, 8))
     lengths = tuple(draw(st.integers(0, t)) for _ in range(b))
     assume(any(lengths))  # a batch with no token at all: test_fast_paths_accept_a_batch_of_empty_sequences
-    return (b, t, lengths, draw(st.integers(1, 2)), draw(st.booleans()),
-            draw(st.sampled_from(("float32", "float64"))), draw(st.integers(0, 2**16)))
+    return (b, t, lengths, draw(st.integers(1, 2)), draw(booleans()),
+            draw(sampled_from(("float32", "float64"))), draw(st.integers(0, 2**16)))
 
 
 @pytest.mark.ops("transformer_encoder")

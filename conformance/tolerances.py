@@ -67,6 +67,15 @@ def attention_output(dtype: str, width: int, v_magnitude: float, score_magnitude
     return Tolerance(atol=2 * rel * max(v_magnitude, 1.0), rtol=finfo_eps(dtype))
 
 
+def attention_gradient(dtype: str, width: int, score_magnitude: float) -> float:
+    """The error allowed of an SDPA gradient entry, per unit of the sum of the magnitudes of the
+    terms it adds (the oracle gives that sum with each entry): the probabilities' relative
+    error (`probabilities`, with the scores' own rounding), carried through a backward that
+    forms g @ v.T, subtracts rowsum(p * dp) and multiplies by k or q, four steps that each
+    round like the forward (as `gradient` does for softmax).  Plus one ulp of the value."""
+    return 4 * probabilities(dtype, width, score_magnitude).rtol
+
+
 def gradient(dtype: str, width: int) -> Tolerance:
     """Softmax backward ``p * (g - sum(p * g))`` adds one more reduction over the row."""
     tol = probabilities(dtype, width)

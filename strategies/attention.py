@@ -18,7 +18,7 @@ from hypothesis.errors import InvalidArgument
 from conformance.attention import ALIGNMENTS, LogicalMask
 from conformance.tensors import TensorSpec
 from strategies import buckets
-from strategies._cache import cached, integers, sampled_from
+from strategies._cache import booleans, cached, evenly, integers, sampled_from
 from strategies.layouts import draw_elements
 from strategies.values import mapped
 
@@ -55,7 +55,7 @@ def logical_masks(draw, *, components=COMPONENTS, max_batch=3, max_heads=3, max_
     bad = (set(components) | set(require)) - set(COMPONENTS)
     if bad:
         raise InvalidArgument(f"unknown mask components {sorted(bad)}; choose from {COMPONENTS}")
-    on = {c: c in require or (c in components and draw(st.booleans())) for c in COMPONENTS}
+    on = {c: c in require or (c in components and draw(booleans())) for c in COMPONENTS}
     if sizes is not None:
         b, h, L, S = draw(sampled_from(tuple(sizes)))
         if S > 1000:
@@ -149,3 +149,133 @@ def attention_problems(draw, masks=None, *, dtypes=FLOATS, gqa=False, head_dims=
     v = TensorSpec.contiguous((b, kv_heads, S, e), dtype, draw_elements(draw, EIGHTHS, b * kv_heads * S * e))
     scale = draw(sampled_from((None, 1.0)))
     return Problem(mask, q, k, v, kv_heads, scale)
+
+
+# --------------------------------------------------------------------------- at model sizes
+#
+# Where the CPU flash kernel tiles (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp,
+# flash_attention_kernel_impl and cpu_flash_attention): queries in blocks of 32 (L < 192), 64
+# (192 <= L < 768) or 256 (L >= 768), keys in blocks of 512; a partial block where L or S is not
+# a multiple.  Each size below is a block boundary, one short of it or one past it.
+MODEL_L_PAST = (257, 511, 512, 513, 767, 768, 769, 1023, 1024, 1025)  # queries past a 256 block
+MODEL_L_SOME = (33, 63, 64, 65, 127, 191, 192, 193, 255, 256)  # several 32 or 64 blocks
+MODEL_L_FEW = (1, 2, 16, 17, 31, 32)  # one query block (decode steps among them)
+MODEL_S_PAST = (513, 1023, 1024, 1025, 1536, 2047, 2048, 2049)  # keys past a 512 block
+MODEL_S_ONE = (1, 17, 33, 64, 65, 255, 256, 257, 511, 512)  # one key block
+MODEL_HEAD_DIMS = (65, 64, 128, 80, 96)  # what models use, and an odd one (vector tails)
+# (rows, columns) past a block: both, the queries only, the keys only, neither
+TILE_PAIRS = ((MODEL_L_PAST, MODEL_S_PAST), (MODEL_L_PAST + MODEL_L_SOME, MODEL_S_ONE),
+              (MODEL_L_FEW + MODEL_L_SOME, MODEL_S_PAST), (MODEL_L_SOME, MODEL_S_ONE))
+# one example's memory: the math kernel's scores, B * H * L * S, and k, B * H * S * E
+MAX_SCORES = 1 << 22
+MAX_KV = 1 << 21
+# the mask forms SDPA is called with at model sizes (see `model_size_problems`)
+SCENARIOS = ("key padding (B,1,1,S)", "causal is_causal", "causal (L,S)", "any bool (B,1,L,S)",
+             "any float (B,1,L,S)")
+# values of k's component p: few, so that each query has few distinct scores
+KEY_VALUES = ((-1.0, 0.0, 1.0), (0.0, 0.5, 2.0))
+
+
+@dataclass(frozen=True)
+class ModelSizeProblem:
+    """SDPA at the sizes models use, in the form `conformance.attention.FewScores` judges
+    cheaply: q zero but for component p (``a``), k's component p from `values` (``c``), its
+    other components kappa * rho (rank one), v = alpha * beta, an upstream gradient gamma *
+    delta; all on grids exact in every float dtype, drawn by NumPy from `seed` (`arrays`;
+    `source` is the same as code)."""
+
+    mask: LogicalMask
+    scenario: str
+    e: int
+    p: int
+    dtype: str
+    scale: float | None
+    values: tuple[float, ...]
+    seed: int
+
+    def arrays(self) -> dict:
+        """The problem as NumPy float64 arrays: a [B,H,L], c, kappa, alpha [B,H,S], rho, beta,
+        delta [E], gamma [B,H,L]; k = kappa * rho with c at component p; grad_out = gamma * delta."""
+        import numpy as np
+
+        m = self.mask
+        rng = np.random.default_rng(self.seed)
+        a = rng.integers(-32, 33, (m.b, m.h, m.L)) / 4
+        c = rng.choice(np.array(self.values), (m.b, m.h, m.S))
+        kappa = rng.integers(-8, 9, (m.b, m.h, m.S)) / 4
+        rho = rng.integers(-4, 5, self.e) / 4
+        rho[self.p] = 0
+        alpha = rng.integers(-8, 9, (m.b, m.h, m.S)) / 4
+        beta = rng.integers(1, 9, self.e) / 8
+        gamma = rng.integers(-4, 5, (m.b, m.h, m.L)) / 4
+        delta = rng.integers(-4, 5, self.e) / 4
+        return {"a": a, "c": c, "kappa": kappa, "rho": rho, "alpha": alpha, "beta": beta, "gamma": gamma,
+                "delta": delta}
+
+    def source(self) -> list[str]:
+        """The code that builds q, k, v and g (grad_out) with torch and NumPy only, as `arrays` does."""
+        m, dt = self.mask, f"torch.{self.dtype}"
+        return [f"rng = np.random.default_rng({self.seed})",
+                f"a = rng.integers(-32, 33, ({m.b}, {m.h}, {m.L})) / 4",
+                f"c = rng.choice(np.array({list(self.values)}), ({m.b}, {m.h}, {m.S}))",
+                f"kappa = rng.integers(-8, 9, ({m.b}, {m.h}, {m.S})) / 4",
+                f"rho = rng.integers(-4, 5, {self.e}) / 4; rho[{self.p}] = 0",
+                f"alpha = rng.integers(-8, 9, ({m.b}, {m.h}, {m.S})) / 4",
+                f"beta = rng.integers(1, 9, {self.e}) / 8",
+                f"gamma = rng.integers(-4, 5, ({m.b}, {m.h}, {m.L})) / 4",
+                f"delta = rng.integers(-4, 5, {self.e}) / 4",
+                f"q = np.zeros(({m.b}, {m.h}, {m.L}, {self.e})); q[..., {self.p}] = a",
+                f"k = kappa[..., None] * rho; k[..., {self.p}] = c",
+                f"q, k, v, g = (torch.from_numpy(x).to({dt}) for x in (q, k, alpha[..., None] * beta, "
+                f"gamma[..., None] * delta))"]
+
+
+def _boundary_or_any(draw, n, marks):
+    """A length in 0..n: one of `marks` (those in range), n, n - 1, or any."""
+    picks = tuple(x for x in (*marks, n, n - 1, 0) if 0 <= x <= n)
+    if draw(booleans()):
+        return draw(sampled_from(picks))
+    return draw(integers(0, n))
+
+
+@st.composite
+def model_size_problems(draw, *, scenarios=SCENARIOS, dtypes=FLOATS):
+    """A `ModelSizeProblem`: (L, S) from one of `TILE_PAIRS` (each a quarter of the draws), B and
+    H with B * H up to 8 within `MAX_SCORES`, E from `MODEL_HEAD_DIMS` within `MAX_KV`, a mask
+    for one of `scenarios`: key padding alone, causal alone (upper-left, as is_causal means
+    it), or any mix of key and query padding, causal either way, a window and documents (every
+    one keeps an interval of keys per query, which the oracle needs)."""
+    bad = set(scenarios) - set(SCENARIOS)
+    if bad:
+        raise InvalidArgument(f"unknown scenarios {sorted(bad)}; choose from {SCENARIOS}")
+    scenario = draw(evenly(tuple(scenarios)))
+    padding = scenario.startswith("key padding")
+    rows, cols = draw(evenly(TILE_PAIRS))
+    # a padding mask (B,1,1,S) is told from a per-head or per-query one only where H and L pass 1
+    L, S = draw(evenly(tuple(x for x in rows if x > 1) if padding else rows)), draw(evenly(cols))
+    room = max(1, min(8, MAX_SCORES // (L * S)))
+    b = draw(integers(1, min(3, room)))
+    h = draw(integers(min(2, room // b) if padding else 1, max(1, room // b)))
+    e = draw(evenly(tuple(x for x in MODEL_HEAD_DIMS if b * h * S * x <= MAX_KV) or (64,)))
+    kw = {}
+    if padding:
+        kw["key_lengths"] = tuple(_boundary_or_any(draw, S, (1, 512, 513)) for _ in range(b))
+    elif scenario == "causal is_causal":
+        kw["causal"] = "upper-left"  # what is_causal means
+    elif scenario.startswith("causal"):
+        kw["causal"] = draw(evenly(ALIGNMENTS))
+    else:
+        if draw(booleans()):
+            kw["key_lengths"] = tuple(_boundary_or_any(draw, S, (1, 512, 513)) for _ in range(b))
+        if draw(booleans()):
+            kw["query_lengths"] = tuple(_boundary_or_any(draw, L, (1, 32, 33, 256, 257)) for _ in range(b))
+        if draw(booleans()):
+            kw["causal"] = draw(evenly(ALIGNMENTS))
+        if draw(booleans()):
+            kw["window"] = draw(sampled_from((1, 32, 256, 513))) if draw(booleans()) else draw(integers(1, max(L, S)))
+        if draw(booleans()):
+            kw["documents"] = (_documents(draw, L), _documents(draw, S))
+    mask = LogicalMask(b, h, L, S, **kw)
+    return ModelSizeProblem(mask, scenario, e, draw(integers(0, e - 1)), draw(evenly(tuple(dtypes))),
+                            draw(sampled_from((None, 1.0))), draw(sampled_from(KEY_VALUES)),
+                            draw(integers(0, 2**32 - 1)))

@@ -59,11 +59,13 @@ class _Tensor:
         return dataclasses.replace(spec, values=tuple(storage[p] for p in spec.storage_positions()))
 
 
-def _snapshot(value):
+def _snapshot(value, named=None):
     import torch
 
     from conformance import tensors
 
+    if named and id(value) in named and named[id(value)][1] is value:  # the snippet above makes it
+        return ("code", named[id(value)][0])
     if isinstance(value, torch.Tensor) and not value.is_nested and value.layout == torch.strided:
         return ("tensor", _Tensor(value), str(value.device), value.requires_grad)
     if value is None or isinstance(value, (bool, numbers.Number, str)):
@@ -85,7 +87,9 @@ class Recorded(OpWrapper):
             case = failures.current_case()
             if case is not None:
                 calls = case.backend_calls
-                calls.append(Call(name, [_snapshot(a) for a in args], {k: _snapshot(v) for k, v in kwargs.items()}))
+                named = case.named
+                calls.append(Call(name, [_snapshot(a, named) for a in args],
+                                  {k: _snapshot(v, named) for k, v in kwargs.items()}))
                 del calls[:-MAX_CALLS]
             return target(*args, **kwargs)
         return fn

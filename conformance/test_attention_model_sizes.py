@@ -1,0 +1,267 @@
+"""Attention at the sizes models use, judged by the oracle.
+
+The other attention properties draw L and S up to 9 (a few keys past 1024 and 2048 with one
+or two queries), so no example ever had both past a tile: the CPU flash kernel's query-block
+loop never ran twice.  Here L and S pass the flash kernel's query blocks (32, 64, 256) and key
+block (512) together, one at a time, or not at all (`strategies.attention.TILE_PAIRS`), with head
+dims of 64 to 128 and an odd one, B * H past the thread count, in every form SDPA takes a mask.
+
+The pure-Python oracle stays the judge because the inputs are chosen so that exact attention is
+cheap (`conformance.attention.FewScores`: few distinct scores per query, v of rank one, an
+interval of kept keys per query).  It is evaluated on a sample of rows: every row at a query
+block boundary of any of the kernel's block sizes, the first and last rows, the rows at each
+sequence's query length, and 16 random rows per head.  docs/attention.md says which checks rest
+on what.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+from hypothesis import given
+
+from conformance import attention, attention_apis as apis, backends, profiles, reach, tolerances
+from conformance.attention_checks import run_pinned
+from conformance.failures import Case, _short, close_with
+from conformance.tensors import TORCH_DTYPES
+from strategies.attention import model_size_problems
+
+pytestmark = pytest.mark.torch_tensors
+
+SDPA = "scaled_dot_product_attention"
+# block sizes whose boundaries each sampled row set includes: the CPU flash kernel's query
+# blocks, and the tiles other kernels use (16 to 128)
+ROW_BLOCKS = (16, 32, 64, 128, 256)
+RANDOM_ROWS = 16
+
+
+def _picked_rows(p) -> list[tuple[int, int, int]]:
+    """(b, h, i) of the rows the oracle judges (see the module docstring)."""
+    m = p.mask
+    rows = {0, m.L - 1}
+    for t in ROW_BLOCKS:
+        rows |= {i for k in range(1, m.L // t + 1) for i in (k * t - 1, k * t) if i < m.L}
+    for n in m.query_lengths or ():
+        rows |= {i for i in (n - 1, n) if 0 <= i < m.L}
+    rnd = random.Random(p.seed)
+    out = []
+    for b in range(m.b):
+        for h in range(m.h):
+            extra = {rnd.randrange(m.L) for _ in range(RANDOM_ROWS)}
+            out += [(b, h, i) for i in sorted(rows | extra)]
+    return out
+
+
+def _keep(m) -> torch.Tensor:
+    """The mask as a [B, L, S] bool tensor on the CPU, from each query's interval of keys."""
+    spans = [[attention.kept_interval(m, b, i) or (0, 0) for i in range(m.L)] for b in range(m.b)]
+    lo = torch.tensor([[s[0] for s in row] for row in spans]).view(m.b, m.L, 1)
+    hi = torch.tensor([[s[1] for s in row] for row in spans]).view(m.b, m.L, 1)
+    j = torch.arange(m.S).view(1, 1, m.S)
+    return (j >= lo) & (j < hi)
+
+
+def _mask_argument(p, dtype):
+    """(SDPA keyword arguments, the code that makes them from the reproduction's ``keep``)."""
+    m, scenario = p.mask, p.scenario
+    if scenario == "causal is_causal":
+        return {"is_causal": True}, "kw = dict(is_causal=True)"
+    keep = _keep(m)
+    if scenario.startswith("key padding"):
+        return {"attn_mask": keep[:, :1, :].reshape(m.b, 1, 1, m.S)}, "kw = dict(attn_mask=keep[:, :1, :1, :])"
+    if scenario == "causal (L,S)":
+        return {"attn_mask": keep[0]}, "kw = dict(attn_mask=keep[0, 0])"
+    if scenario.startswith("any bool"):
+        return {"attn_mask": keep[:, None]}, "kw = dict(attn_mask=keep[:, :1])"
+    bias = torch.zeros(m.b, 1, m.L, m.S, dtype=dtype).masked_fill(~keep[:, None], -math.inf)
+    return {"attn_mask": bias}, ("kw = dict(attn_mask=torch.zeros(B, 1, L, S, dtype=q.dtype)"
+                                 ".masked_fill(~keep[:, :1], float('-inf')))")
+
+
+def _claims():
+    between = reach.tiles_between
+    return (*reach.of(SDPA, "q-blocks:partial", "q-blocks:whole", "kv-blocks:partial", "kv-blocks:whole",
+                      "is_causal", "attn_mask.kind:float", "attn_mask.form:(B,1,1,S)", "attn_mask.form:(L,S)",
+                      "attn_mask.form:(B,1,L,S)", "E:2^6", "E:2^7", "E:2^6+1",
+                      *(f"q.dtype:{d}" for d in ("float16", "bfloat16", "float32", "float64"))),
+            # L and S each past a flash block: both, the queries only, the keys only, neither
+            between(SDPA, "L", (256, 1024), "S", (512, 1024)), between(SDPA, "L", (256, 1024), "S", (0, 256)),
+            between(SDPA, "L", (0, 128), "S", (512, 1024)), between(SDPA, "L", (16, 128), "S", (16, 256)),
+            "component:causal", "component:key_padding", "component:query_padding", "component:window",
+            "component:documents", "causal:lower-right", "rows:fully-masked")
+
+
+def _note(p) -> None:
+    m = p.mask
+    for name, on in (("causal", m.causal), ("key_padding", m.key_lengths), ("query_padding", m.query_lengths),
+                     ("window", m.window is not None), ("documents", m.documents)):
+        if on:
+            reach.note(f"component:{name}")
+    if m.causal:
+        reach.note(f"causal:{m.causal}")
+
+
+def _setup(p, device, kernel, rule, *, grad=False):
+    """(case, q, k, v, g, SDPA keyword arguments, the arrays) of problem `p` on `device`; with
+    `grad`, q, k and v are leaves that require grad and the reproduction runs the backward."""
+    m = p.mask
+    x = p.arrays()
+    dtype = TORCH_DTYPES[p.dtype]
+    q_np = torch.zeros(m.b, m.h, m.L, p.e, dtype=torch.float64)
+    q_np[..., p.p] = torch.from_numpy(x["a"])
+    k_np = torch.from_numpy(x["kappa"][..., None] * x["rho"])
+    k_np[..., p.p] = torch.from_numpy(x["c"])
+    q, k, v, g = (t.to(device=device, dtype=dtype) for t in
+                  (q_np, k_np, torch.from_numpy(x["alpha"][..., None] * x["beta"]),
+                   torch.from_numpy(x["gamma"][..., None] * x["delta"])))
+    if grad:
+        for t in (q, k, v):
+            t.requires_grad_(True)
+    kw, kw_code = _mask_argument(p, dtype)
+    kw = {name: t.to(device) if isinstance(t, torch.Tensor) else t for name, t in kw.items()}
+    if p.scale is not None:
+        kw["scale"] = p.scale
+    case = Case(rule, device)
+    case.inputs += [f"q [B={m.b}, H={m.h}, L={m.L}, E={p.e}] {p.dtype}: zero but for component {p.p}; k's "
+                    f"component {p.p} from {list(p.values)}, the others rank one; v = alpha * beta (rank one); "
+                    f"scale {'1/sqrt(E)' if p.scale is None else p.scale}",
+                    f"mask ({p.scenario}): " + m.words()]
+    backend = next(kk.backend for kk in apis.KERNELS if kk.name == kernel)
+    dev = repr(device)
+    case.run(*p.source(), *m.code(), kw_code, *((f"kw['scale'] = {p.scale!r}",) if p.scale is not None else ()),
+             *((f"q, k, v = (t.to({dev}).requires_grad_() for t in (q, k, v))",) if grad else ()),
+             "import torch.nn.functional as F",
+             "from torch.nn.attention import sdpa_kernel, SDPBackend",
+             f"with sdpa_kernel([SDPBackend.{backend}]):  # the kernel under test",
+             f"    out = F.scaled_dot_product_attention(q.to({dev}), k.to({dev}), v.to({dev}), "
+             f"**{{n: t.to({dev}) if torch.is_tensor(t) else t for n, t in kw.items()}})",
+             *(("    (out * g.to(out.device)).sum().backward()",) if grad else ()))
+    for expr, t in ((f"q.to({dev})", q), (f"k.to({dev})", k), (f"v.to({dev})", v),
+                    *((f"kw['{n}'].to({dev})", t) for n, t in kw.items() if isinstance(t, torch.Tensor))):
+        case.name(expr, t)
+    return case, q, k, v, g, kw, x
+
+
+def _few_scores(p, x) -> attention.FewScores:
+    return attention.FewScores(x["a"].ravel().tolist(), x["c"].ravel().tolist(), p.values,
+                               x["alpha"].ravel().tolist(), x["beta"].tolist())
+
+
+def _scale(p) -> float:
+    return p.scale if p.scale is not None else 1 / math.sqrt(p.e)
+
+
+@pytest.mark.ops(SDPA)
+@pytest.mark.reach(*_claims())
+@profiles.fraction(0.4)  # each example is a model-sized problem: 120 large examples, not 300 small
+@given(p=model_size_problems())
+def test_sdpa_at_model_sizes_matches_oracle(device, kernel, p):
+    """SDPA with L and S past the flash kernel's query and key blocks, head dims 64-128 and odd,
+    under every mask form (a (B,1,1,S) padding mask, is_causal, an (L,S) or (B,1,L,S) bool or
+    -inf mask) equals the oracle on every judged row; a query with no kept key follows SDPA's
+    policy."""
+    m = p.mask
+    _note(p)
+    case, q, k, v, _, kw, x = _setup(p, device, kernel, "SDPA at model sizes: softmax(q @ k.T * scale + mask) @ v "
+                                                        "over the kept keys")
+    ops = backends.for_device(device)
+    out, err, refused = run_pinned(kernel, lambda: ops.scaled_dot_product_attention(q, k, v, **kw))
+    if refused:
+        return
+    case.check_outcome(None, err)
+    picked = _picked_rows(p)
+    want, smax = attention.few_scores_rows(m, _few_scores(p, x), m.h, _scale(p), picked)
+    if any(row is None for row in want.values()):
+        reach.note("rows:fully-masked")
+    policy = apis.policy("sdpa")
+    alpha, beta = x["alpha"], x["beta"]
+    vmax = float(abs(alpha).max() * beta.max()) if alpha.size else 1.0
+    tol = tolerances.attention_output(p.dtype, m.S, vmax, smax)
+    close = close_with(tol)
+    got_all = out.detach().to("cpu", torch.float64)
+    for b, h, i in picked:
+        row = want[(b, h, i)]
+        if row is None:
+            if policy.rows == "mean-of-v":
+                row = [float(alpha[b, h].mean()) * be for be in beta.tolist()]
+            else:
+                row = [0.0 if policy.rows == "zeros" else math.nan] * p.e
+        got = got_all[b, h, i].tolist()
+        if all(close(g_, w) for g_, w in zip(got, row)):
+            continue
+        case.run(f"print(out[{b}, {h}, {i}])  # the row that differs")
+        extra = "" if want[(b, h, i)] is not None else \
+            f"a query with no kept key: {policy.rows} ({policy.api}, torch {policy.torch}: {policy.source})"
+        case.check_values(got, row, (p.e,), close=close,
+                          what=f"SDPA output row (b={b}, h={h}, query {i}) differs from the oracle ({tol})",
+                          extra=extra)
+
+
+def _picked_keys(p) -> list[tuple[int, int, int]]:
+    """(b, h, j) of the keys whose gradients the oracle judges: each key block boundary (512,
+    and the tiles 16 to 256), the first and last keys, each sequence's key length, 16 random."""
+    m = p.mask
+    keys = {0, m.S - 1}
+    for t in (*ROW_BLOCKS, 512, 1024):
+        keys |= {j for k in range(1, m.S // t + 1) for j in (k * t - 1, k * t) if j < m.S}
+    for n in m.key_lengths or ():
+        keys |= {j for j in (n - 1, n) if 0 <= j < m.S}
+    rnd = random.Random(p.seed + 1)
+    return [(b, h, j) for b in range(m.b) for h in range(m.h)
+            for j in sorted(keys | {rnd.randrange(m.S) for _ in range(RANDOM_ROWS)})]
+
+
+GRAD_DTYPES = ("float32", "float64")
+
+
+@pytest.mark.ops(SDPA)
+@pytest.mark.reach(*reach.of(SDPA, "q-blocks:partial", "kv-blocks:partial", "is_causal", "attn_mask.kind:float",
+                             "attn_mask.form:(B,1,1,S)", "E:2^6", "E:2^7", *(f"q.dtype:{d}" for d in GRAD_DTYPES)),
+                   reach.tiles_between(SDPA, "L", (256, 1024), "S", (512, 1024)), "component:causal",
+                   "component:key_padding", "rows:fully-masked")
+@profiles.fraction(0.2)  # a forward and a backward at model size each: 60 examples
+@given(p=model_size_problems(dtypes=GRAD_DTYPES))
+def test_sdpa_backward_at_model_sizes_matches_oracle(device, kernel, p):
+    """The gradients of sum(SDPA(q, k, v) * g) w.r.t. q, k and v, with L and S past the flash
+    kernel's blocks (its backward sums dK and dV over every query block), equal the oracle's on
+    every judged query and key, within the rounding of the terms each sums."""
+    m = p.mask
+    _note(p)
+    case, q, k, v, g, kw, x = _setup(p, device, kernel, "SDPA's backward: dq, dk, dv of sum(out * g)", grad=True)
+    ops = backends.for_device(device)
+
+    def forward_backward():
+        out = ops.scaled_dot_product_attention(q, k, v, **kw)
+        (out * g).sum().backward()
+        return out
+    _, err, refused = run_pinned(kernel, forward_backward)
+    if refused:
+        return
+    case.check_outcome(None, err)
+    rows, keys = _picked_rows(p), _picked_keys(p)
+    grad_in = attention.FewScoresGrad(_few_scores(p, x), p.p, x["kappa"].ravel().tolist(), x["rho"].tolist(),
+                                      x["gamma"].ravel().tolist(), x["delta"].tolist())
+    dq, dk, dv = attention.few_scores_grads(m, grad_in, _scale(p), rows, keys)
+    if any(kept_none for kept_none in (attention.kept_interval(m, b, i) is None for b, _, i in rows)):
+        reach.note("rows:fully-masked")
+    smax = float(abs(x["a"]).max() * max(abs(v_) for v_ in p.values) * _scale(p)) if x["a"].size else 0.0
+    rel = tolerances.attention_gradient(p.dtype, max(m.L, m.S), smax)
+    eps = tolerances.finfo_eps(p.dtype)
+    for name, t, want in (("dq", q, dq), ("dk", k, dk), ("dv", v, dv)):
+        got_all = t.grad.detach().to("cpu", torch.float64)
+        for (b, h, n), (vals, bounds, noise) in sorted(want.items()):
+            got = got_all[b, h, n].tolist()
+            allowed = [rel * bd + eps * abs(w) + ns for w, bd, ns in zip(vals, bounds, noise)]
+            bad = [(c, a_, w, al) for c, (a_, w, al) in enumerate(zip(got, vals, allowed)) if not abs(a_ - w) <= al]
+            if not bad:
+                continue
+            what = "query" if name == "dq" else "key"
+            case.run(f"print({name[1]}.grad[{b}, {h}, {n}])  # the {name} row that differs")
+            case.fail(f"{name} for {what} {n} (b={b}, h={h}) differs from the oracle in {len(bad)} of {p.e} "
+                      f"components (allowed: {rel:.3g} x the sum of the magnitudes of the terms each adds, "
+                      f"+ 1 ulp)", expected=_short(vals), actual=_short(got),
+                      extra="\n".join(f"  component {c}: expected {w!r}, got {a_!r} (allowed error {al:.3g})"
+                                      for c, a_, w, al in bad[:5]))
