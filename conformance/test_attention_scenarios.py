@@ -20,7 +20,7 @@ from conformance import attention_apis as apis
 from conformance import backends, reach, rules, tolerances
 from conformance.failures import Case, attempt, close_with
 from conformance.tensors import TORCH_DTYPES, TensorSpec, read
-from strategies import attention_masks, dtypes, elements
+from strategies import attention_masks, dtypes, elements, sampled_from
 from strategies.values import mapped
 from strategies.layouts import element_lists, relayout
 
@@ -29,8 +29,8 @@ pytestmark = pytest.mark.torch_tensors
 # q, k, v and projection weights on grids whose products are exact: scores carry no rounding
 _QUARTERS = mapped(st.integers(-8, 8), lambda k: k / 4)
 _EIGHTHS = mapped(st.integers(-4, 4), lambda k: k / 8)
-_HEAD_DIMS = st.sampled_from([1, 4, 16])
-_MHA_HEADS = st.sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)])
+_HEAD_DIMS = sampled_from([1, 4, 16])
+_MHA_HEADS = sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)])
 # nn.MultiheadAttention's forward imports torch.fx.experimental.symbolic_shapes on first use
 # (its shape checks; about 0.5 s, once per process): imported above, with the module, so that
 # a one-time cost is not charged to the first of the property's 300 examples.  The other
@@ -259,23 +259,53 @@ def test_multihead_attention_weights_match_oracle(device, data):
 
 @st.composite
 def tril_inputs(draw):
-    """(x, diagonal): x of 2 to 4 dims (0 or 1 dims: refused) of any dtype in any layout, a
-    diagonal from below the last row to past the last column."""
+    """(x, diagonal): x of 0 to 4 dims (0 or 1 dims: refused) of any dtype in any layout, a
+    diagonal from below the last row to past the last column; one in sixteen a contiguous
+    matrix of 257 to 513 rows and columns (a causal mask at model size; one side 17 at times)
+    with the diagonals an aligned causal mask uses."""
     from strategies import array_shapes, tensors
-    from strategies.values import elements
+    from strategies.values import values_or_edges
 
-    shape = draw(array_shapes(min_dims=0, max_dims=4, max_side=8, max_elements=128))
     dtype = draw(dtypes(rules.DTYPES))
-    x = draw(tensors(shape, dtype, elements=elements(dtype, allow_nan=True, allow_infinity=True, edges=True)))
+    if draw(_LARGE_TRIL) == 0:  # a causal mask's size: rows and columns past a tile of 256
+        rows, cols = draw(sampled_from(_TRIL_SIDES)), draw(sampled_from(_TRIL_SIDES))
+        shape = (rows, cols)
+        x = _seeded(shape, dtype, draw(st.integers(0, 2**32 - 1)))
+        return x, draw(sampled_from((0, 1, -1, cols - rows, cols - rows + 1, -rows, cols)))
+    shape = draw(array_shapes(min_dims=0, max_dims=4, max_side=8, max_elements=128))
+    x = draw(tensors(shape, dtype, elements=draw(values_or_edges(dtype))))
     rows, cols = (shape[-2], shape[-1]) if len(shape) >= 2 else (1, 1)
     return x, draw(st.integers(-rows - 1, cols + 1))
+
+
+_LARGE_TRIL = st.integers(0, 15)
+_TRIL_SIDES = (257, 511, 513, 17)
+
+
+def _seeded(shape, dtype, seed) -> TensorSpec:
+    """A contiguous `dtype` tensor of `shape` with small integer (or quarter) values from a seeded
+    NumPy generator: its source in the reproduction instead of a quarter million literals."""
+    import numpy as np
+
+    n = rules.numel(shape)
+    raw = np.random.default_rng(seed).integers(-64, 65, n)
+    if dtype == "bool":
+        values, src = tuple(bool(v > 0) for v in raw), f"(np.random.default_rng({seed}).integers(-64, 65, {n}) > 0)"
+    elif dtype in rules.INT_DTYPES:
+        values, src = tuple(int(v) for v in raw), f"np.random.default_rng({seed}).integers(-64, 65, {n})"
+    else:
+        values, src = tuple(float(v) / 4 for v in raw), f"(np.random.default_rng({seed}).integers(-64, 65, {n}) / 4)"
+    return TensorSpec(shape, dtype, values, rules.contiguous_strides(shape), 0, values,
+                      numpy_source=src)
 
 
 @pytest.mark.ops("tril")
 @pytest.mark.reach(*reach.layouts("tril.x"), *reach.dtypes("tril.x", rules.DTYPES), "tril.x.ndim:2", "tril.x.ndim:3",
                    *reach.of("tril", "diagonal:negative", "diagonal:0", "diagonal:positive", "outcome:raises",
                              "outcome:returns"), *reach.specials("tril.x", rules.DTYPES),
-                   *reach.ranges("tril.x.numel", 128, edges=(0, 1, 16)))
+                   *reach.ranges("tril.x.numel", 128, edges=(0, 1, 16)),
+                   reach.tiles_between("tril", "rows", (256, 1024), "cols", (256, 1024)),
+                   reach.tiles_between("tril", "rows", (0, 16), "cols", (0, 16)))
 @given(args=tril_inputs())
 def test_tril_keeps_the_lower_triangle(device, args):
     """torch.tril(x, diagonal) keeps x[..., i, j] where j - i <= diagonal and puts 0 (False)
