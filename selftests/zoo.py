@@ -267,10 +267,10 @@ def _blocks_not_combined(block):
                 return torch.cat(parts, dim)
             return faulty
 
-        def faulty_sdpa(q, k, v, attn_mask=None, scale=None):
+        def faulty_sdpa(q, k, v, attn_mask=None, scale=None, **kw):
             S = k.shape[-2]
-            if S <= block:
-                return fn(q, k, v, attn_mask=attn_mask, scale=scale)
+            if S <= block or kw.get("is_causal") or kw.get("enable_gqa"):
+                return fn(q, k, v, attn_mask=attn_mask, scale=scale, **kw)
             out = 0
             for s in range(0, S, block):
                 m = None
@@ -469,13 +469,96 @@ def _fully_masked_rows_flipped(op, fn):
             return torch.where(none.expand_as(out), torch.zeros_like(out), out)
         return faulty
 
-    def faulty_sdpa(q, k, v, attn_mask=None, scale=None):
-        out = fn(q, k, v, attn_mask=attn_mask, scale=scale)
+    def faulty_sdpa(q, k, v, attn_mask=None, scale=None, **kw):
+        out = fn(q, k, v, attn_mask=attn_mask, scale=scale, **kw)
         if attn_mask is None or attn_mask.dtype != torch.bool:
             return out
         none = ~attn_mask.expand(*out.shape[:-1], k.shape[-2]).any(-1, keepdim=True)
         return torch.where(none.expand_as(out), torch.full_like(out, math.nan), out)
     return faulty_sdpa
+
+
+def _backward_blocks_not_combined(block):
+    """Softmax's backward, p * (g - sum(p * g)), with the sum taken over blocks of `block`
+    entries of the row and never combined: each block subtracts only its own part (a backward
+    kernel that reduces across blocks and forgets the final reduction)."""
+    class Faulty(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, out):
+            ctx.save_for_backward(out)
+            return out.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            (p,) = ctx.saved_tensors
+            pg = p * g
+            parts = [part.sum(-1, keepdim=True).expand_as(part) for part in pg.split(block, -1)]
+            return p * (g - torch.cat(parts, -1)), None
+
+    def make(op, fn):
+        def faulty(x, dim, *rest):
+            out = fn(x, dim, *rest)
+            if not x.requires_grad or x.dim() == 0 or x.shape[dim] <= block:
+                return out
+            moved = Faulty.apply(x.movedim(dim, -1), out.detach().movedim(dim, -1))
+            return moved.movedim(-1, dim)
+        return faulty
+    return make
+
+
+def _kv_grads_from_last_query_block(op, fn):
+    """SDPA's backward keeps only the last query block's contribution to dk and dv (the
+    accumulation over query blocks overwrites instead of adding): the CPU flash kernel's blocks
+    of 32, 64 or 256 queries by L."""
+    def faulty(q, k, v, *args, **kw):
+        L = q.shape[-2] if not getattr(q, "is_nested", False) else 0
+        block = reach.flash_q_block(L)
+        if L <= block or not (q.requires_grad or k.requires_grad or v.requires_grad):
+            return fn(q, k, v, *args, **kw)
+        start = (L - 1) // block * block  # the last block's first query
+        out = fn(q, k, v, *args, **kw)
+        # the same output, whose k and v gradients flow from the last block's rows only
+        cut = fn(q, k.detach(), v.detach(), *args, **kw)
+        rows = torch.arange(L, device=q.device).view(*([1] * (out.dim() - 2)), L, 1) >= start
+        return torch.where(rows, out, cut)
+    return faulty
+
+
+def _tile_local_mask_columns(tile):
+    """A kernel that tiles queries and keys by `tile` reads the mask of each tile below the
+    diagonal at the diagonal tile's columns (a tile-local column index never offset by the key
+    tile): query block qb reads key j's mask at column qb * tile + j % tile."""
+    def make(op, fn):
+        def faulty(q, k, v, attn_mask=None, scale=None, is_causal=False, **kw):
+            L, S = q.shape[-2], k.shape[-2]
+            if getattr(q, "is_nested", False) or L <= tile or S <= tile or (attn_mask is None and not is_causal):
+                return fn(q, k, v, attn_mask=attn_mask, scale=scale, is_causal=is_causal, **kw)
+            if is_causal:
+                attn_mask = torch.ones(L, S, dtype=torch.bool, device=q.device).tril()
+            full = attn_mask.expand(*attn_mask.shape[:-2], L, S) if attn_mask.dim() >= 2 else attn_mask.expand(L, S)
+            rows = torch.arange(L, device=q.device).view(L, 1)
+            cols = torch.arange(S, device=q.device).view(1, S)
+            src = rows // tile * tile + cols % tile
+            below = (cols // tile < rows // tile) & (src < S)
+            index = torch.where(below, src, cols).expand(full.shape)
+            return fn(q, k, v, attn_mask=torch.gather(full.contiguous(), -1, index), scale=scale, **kw)
+        return faulty
+    return make
+
+
+def _last_query_block_dropped(op, fn):
+    """The CPU flash kernel's last, partial query block (L not a multiple of its block) is never
+    computed: its output rows stay zero."""
+    def faulty(q, k, v, *args, **kw):
+        out = fn(q, k, v, *args, **kw)
+        L = q.shape[-2] if not getattr(q, "is_nested", False) else 0
+        block = reach.flash_q_block(L)
+        if L <= block or L % block == 0:
+            return out
+        out = out.clone()
+        out[..., L - L % block:, :] = 0
+        return out
+    return faulty
 
 
 TEMPLATES = [
@@ -531,6 +614,19 @@ TEMPLATES = [
     Template("zero_d_promoted", "a 0-d input is treated as shape [1]", "an input with 0 dims",
              tuple(op for op in TENSOR_OPS if op not in ("scaled_dot_product_attention", "multihead_attention", "tril")),
              _zero_d_promoted),
+    Template("backward_blocks_not_combined_1024", "softmax's backward sums p * g over blocks of 1024 entries of "
+             "a row and never combines them: each block subtracts only its own part", "gradients of rows wider "
+             "than 1024", ("softmax", "masked_softmax"), _backward_blocks_not_combined(1024)),
+    Template("kv_grads_from_last_query_block", "SDPA's backward keeps only the last query block's share of dk "
+             "and dv (the CPU flash kernel's blocks of 32, 64 or 256 queries): the sum over query blocks "
+             "overwrites instead of adding", "gradients with L past a query block", ("scaled_dot_product_attention",),
+             _kv_grads_from_last_query_block),
+    Template("tile_local_mask_columns_64", "queries and keys tiled by 64: each tile below the diagonal reads the "
+             "mask at the diagonal tile's columns (a tile-local column index)", "L and S both past 64, with a mask "
+             "(is_causal included)", ("scaled_dot_product_attention",), _tile_local_mask_columns(64)),
+    Template("last_query_block_dropped", "the last, partial query block of the CPU flash kernel's split (32, 64 "
+             "or 256 queries) is never computed: its rows stay zero", "L past a query block, not a multiple of it",
+             ("scaled_dot_product_attention",), _last_query_block_dropped),
     Template("fully_masked_policy_flipped", "a row with no kept entry gives nan where the policy is 0 (SDPA) "
              "or 0 where it is nan (torch.masked.softmax)", "mask rows with nothing kept",
              ("masked_softmax", "scaled_dot_product_attention"), _fully_masked_rows_flipped),
