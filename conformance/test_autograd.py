@@ -16,7 +16,7 @@ from hypothesis import given, strategies as st
 from conformance import backends, reach, rules
 from conformance.failures import Case, attempt
 from conformance.tensors import read
-from strategies import broadcastable_shapes, one_way_pairs
+from strategies import array_shapes, broadcastable_shapes, one_way_pairs, sampled_from
 from strategies.layouts import WRITABLE, tensors
 from strategies.masks import bool_masks
 from strategies.values import dtypes, elements, mapped
@@ -40,10 +40,17 @@ def grads(op, *, one_way=False, kinds=WRITABLE, returns=True):
 DENSE = ("contiguous", "permuted")
 
 
+_SAME_SHAPE = sampled_from((True, False, False))
+
+
 @st.composite
 def grad_args(draw, one_way=False):
     dtype = draw(dtypes(GRAD_DTYPES))
-    if one_way:
+    if one_way and draw(_SAME_SHAPE):
+        # a mask the shape of self: one-way pairs mostly give a mask of one element, which
+        # is all True or all False, never mixed
+        shape = mask_shape = draw(array_shapes(min_dims=1, max_dims=4, min_side=2))
+    elif one_way:
         mask_shape, shape = draw(one_way_pairs(max_dims=4))
     else:
         shape, mask_shape = draw(broadcastable_shapes(2, max_dims=4))

@@ -35,8 +35,13 @@ def _value_with_dims(op):
 
 @cached
 def _fills(dtype):
-    """Fill values (see `fill_values`), a third of them just past what the dtype can hold."""
-    return st.one_of(fill_values(dtype), fill_values(dtype), sampled_from(tuple(unrepresentable(dtype))).map(FillValue))
+    """Fill values (see `fill_values`), a quarter of them just past what the dtype can hold and a
+    quarter Python bools (two thirds of `fill_values` are 0-d tensors)."""
+    return st.one_of(fill_values(dtype), fill_values(dtype), sampled_from(tuple(unrepresentable(dtype))).map(FillValue),
+                     _PYTHON_BOOLS)
+
+
+_PYTHON_BOOLS = sampled_from((True, False)).map(FillValue)
 
 
 def _cast_rules(op):

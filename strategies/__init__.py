@@ -6,6 +6,7 @@ incompatible shapes), `layouts` (the same values in different memory), `values`
 masks).
 """
 
+from strategies._cache import booleans, sampled_from  # noqa: F401
 from strategies.shapes import (  # noqa: F401
     array_shapes,
     broadcastable_shapes,
@@ -15,6 +16,7 @@ from strategies.shapes import (  # noqa: F401
     misalignable_pairs,
     negative_size_shapes,
     one_way_pairs,
+    stretched_to_zero,
 )
 from strategies.layouts import layouts, tensors  # noqa: F401
 from strategies.values import (  # noqa: F401

@@ -10,7 +10,7 @@ from hypothesis.errors import InvalidArgument
 
 from conformance import rules
 from conformance.tensors import TensorSpec
-from strategies._cache import cached, integers
+from strategies._cache import booleans, cached, integers
 from strategies._coding import bits, digit_strings, digits, permutation, permutation_indices, subsets
 
 KINDS = ("contiguous", "permuted", "strided", "offset", "expanded")
@@ -84,7 +84,7 @@ def element_lists(draw, elements, n):
     return draw_elements(draw, elements, n)
 
 
-_BOOLEANS = st.booleans()
+_BOOLEANS = booleans()
 MAX_BITS = 16  # Hypothesis draws integers of up to 24 bits evenly; wider ones favour small values
 _SPREAD = 0x9E3779B1  # odd and not a multiple of 3 or 5: a unit modulo 2**a * 3**b * 5**c
 

@@ -7,31 +7,31 @@ from hypothesis import strategies as st
 
 from conformance import rules
 from conformance.tensors import TensorSpec
-from strategies._cache import cached, integers, sampled_from
+from strategies._cache import booleans, cached, evenly, integers, sampled_from
 from strategies._coding import digit_strings, digits
 from strategies.layouts import KINDS, tensors
 
 ROW_PATTERNS = ("random", "random", "all", "none", "one", "prefix")
 
 
-_MASK_ELEMENTS = {"random": st.booleans(), "all": st.just(True), "none": st.just(False)}
+_MASK_ELEMENTS = {"random": booleans(), "all": st.just(True), "none": st.just(False)}
 
 
 @cached
 def bool_masks(shape, *, kinds=KINDS):
     """A bool `TensorSpec` of `shape` in a layout from `kinds`: all True, all False or random."""
-    return st.sampled_from(["random", "random", "all", "none"]).flatmap(
+    return sampled_from(["random", "random", "all", "none"]).flatmap(
         lambda p: tensors(shape, "bool", kinds=kinds, elements=_MASK_ELEMENTS[p]))
 
 
-_ZERO_ONE = st.sampled_from((0, 1))
-_SAME_SHAPE = st.sampled_from((True, False, False, False))
+_ZERO_ONE = sampled_from((0, 1))
+_SAME_SHAPE = sampled_from((True, False, False, False))
 
 
 @cached
 def non_bool_masks(shape):
     """A 0/1 mask of a dtype masked_fill must refuse (uint8 legacy masks, ints, floats)."""
-    return st.sampled_from(["uint8", "int32", "int64", "float32", "float16"]).flatmap(
+    return sampled_from(["uint8", "int32", "int64", "float32", "float16"]).flatmap(
         lambda dt: tensors(shape, dt if dt != "uint8" else "int32", elements=_ZERO_ONE,
                            kinds=("contiguous",)).map(
             lambda spec: TensorSpec.contiguous(spec.shape, dt, spec.values)))
@@ -128,19 +128,19 @@ def masked_fill_args(draw, *, one_way=None, dtype_names=None, self_kinds=KINDS, 
     one-way onto self when `one_way`; in a quarter of draws not `one_way=False`, the shape of
     self), and a `FillValue` (valid or not for the dtype)."""
     from strategies.shapes import array_shapes, broadcastable_shapes, one_way_pairs
-    from strategies.values import dtypes, elements, fill_values
+    from strategies.values import fill_values, supported, values_or_edges
 
-    dtype = draw(dtypes(dtype_names or rules.DTYPES))
+    # every dtype of self is claimed: drawn evenly, none left to Hypothesis's lean to the first
+    dtype = draw(evenly(supported(tuple(dtype_names or rules.DTYPES))))
     if one_way is not False and draw(_SAME_SHAPE):
         # A mask the shape of self with every side past 1, as attention code builds one: the
         # one draw where a permuted mask is common (broadcast pairs rarely have two sides > 1).
         self_shape = mask_shape = draw(array_shapes(min_dims=2, min_side=2))
-    elif one_way if one_way is not None else draw(st.booleans()):
+    elif one_way if one_way is not None else draw(booleans()):
         mask_shape, self_shape = draw(one_way_pairs())
     else:
         self_shape, mask_shape = draw(broadcastable_shapes(2))
-    x = draw(tensors(self_shape, dtype, kinds=self_kinds,
-                     elements=elements(dtype, allow_nan=True, allow_infinity=True, edges=True)))
+    x = draw(tensors(self_shape, dtype, kinds=self_kinds, elements=draw(values_or_edges(dtype))))
     mask = draw(bool_masks(mask_shape))
     fill = draw(fills(dtype) if fills else fill_values(dtype))
     return x, mask, fill

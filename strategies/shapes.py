@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from conformance import rules
-from strategies._cache import cached, integers, sampled_from
+from strategies._cache import booleans, cached, integers, sampled_from
 from strategies.buckets import bucketed_factory
 from strategies._coding import bits, subsets
 
@@ -123,6 +123,18 @@ def _index_pairs(n):
     return st.lists(integers(0, n - 1), min_size=2, max_size=2, unique=True)
 
 
+@cached
+@st.composite
+def stretched_to_zero(draw, num_shapes=2, **kw):
+    """`num_shapes` broadcastable shapes (see `broadcastable_shapes`) where a 1 is stretched
+    against a 0: one drawn shape's last side is 0 (the first's half the time), the others' 1 (a
+    0-d shape gains that dim).  Cut from broadcastable shapes this needs a 0 in the scaffold and
+    a 1 in the same column of another operand, one draw in a hundred or fewer."""
+    shapes = draw(broadcastable_shapes(num_shapes, **kw))
+    zero = 0 if draw(booleans()) else draw(integers(0, num_shapes - 1))
+    return tuple(tuple(s[:-1] if s else ()) + ((0,) if k == zero else (1,)) for k, s in enumerate(shapes))
+
+
 @bucketed_factory
 @cached
 @st.composite
@@ -201,15 +213,17 @@ def misalignable_pairs(*, max_dims=6):
 @cached
 def inplace_shape_pairs(**kw):
     """(self_shape, other_shape): one-way pairs, reversed ones (self would have to grow),
-    incompatible ones, and a lower-rank other that would also broadcast onto self aligned on
-    the left (where an alignment bug writes wrong values instead of raising); an in-place op
-    must accept exactly the first and last kinds."""
+    incompatible ones, a lower-rank other that would also broadcast onto self aligned on the
+    left (where an alignment bug writes wrong values instead of raising), and a 1 of other
+    stretched against a 0 of self; an in-place op must accept the first kind, the lower-rank
+    other and the stretch to 0."""
     return st.one_of(
         one_way_pairs(**kw).map(lambda p: (p[1], p[0])),
         one_way_pairs(**kw),
         broadcastable_shapes(2, **kw),
         incompatible_shapes(2),
         _both_ways_onto(),
+        stretched_to_zero(2, **kw),  # self of side 0, other of side 1: in place, legal and empty
     )
 
 
