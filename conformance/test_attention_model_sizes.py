@@ -215,15 +215,19 @@ def _picked_keys(p) -> list[tuple[int, int, int]]:
 
 
 GRAD_DTYPES = ("float32", "float64")
+# the backward's own branches: a (B,1,1,S) mask, is_causal (its key loop stops at the diagonal),
+# and a float mask of any structure; each a third of its fewer examples
+BACKWARD_SCENARIOS = ("key padding (B,1,1,S)", "causal is_causal", "any float (B,1,L,S)")
 
 
 @pytest.mark.ops(SDPA)
 @pytest.mark.reach(*reach.of(SDPA, "q-blocks:partial", "kv-blocks:partial", "is_causal", "attn_mask.kind:float",
-                             "attn_mask.form:(B,1,1,S)", "E:2^6", "E:2^7", *(f"q.dtype:{d}" for d in GRAD_DTYPES)),
+                             "attn_mask.form:(B,1,1,S)", *(f"q.dtype:{d}" for d in GRAD_DTYPES)),
+                   f"{SDPA}.E:2^6 | {SDPA}.E:2^7",  # both, and 65, 80, 96: the forward claims each
                    reach.tiles_between(SDPA, "L", (256, 1024), "S", (512, 1024)), "component:causal",
                    "component:key_padding", "rows:fully-masked")
 @profiles.fraction(0.2)  # a forward and a backward at model size each: 60 examples
-@given(p=model_size_problems(dtypes=GRAD_DTYPES))
+@given(p=model_size_problems(scenarios=BACKWARD_SCENARIOS, dtypes=GRAD_DTYPES))
 def test_sdpa_backward_at_model_sizes_matches_oracle(device, kernel, p):
     """The gradients of sum(SDPA(q, k, v) * g) w.r.t. q, k and v, with L and S past the flash
     kernel's blocks (its backward sums dK and dV over every query block), equal the oracle's on

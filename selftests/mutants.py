@@ -583,6 +583,43 @@ def sdpa_float_mask_fully_masked_nan():
     return {"scaled_dot_product_attention": sdpa}
 
 
+@mutant("SDPA's key-block loop applies attn_mask to the first block of 512 keys only (the mask pointer is "
+        "never advanced: later key blocks attend unmasked)", "test_sdpa_at_model_sizes_matches_oracle")
+def sdpa_mask_first_key_block_only():
+    def sdpa(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+        S = k.shape[-2]
+        if attn_mask is not None and not q.is_nested and S > 512:
+            full = torch.broadcast_to(attn_mask, (*attn_mask.shape[:-2], q.shape[-2], S)) if attn_mask.dim() >= 2 \
+                else attn_mask.expand(q.shape[-2], S)
+            free = torch.ones_like(full) if full.dtype == torch.bool else torch.zeros_like(full)
+            attn_mask = torch.cat([full[..., :512], free[..., 512:]], -1)
+        return ORIG.scaled_dot_product_attention(q, k, v, attn_mask, scale, is_causal, enable_gqa)
+    return {"scaled_dot_product_attention": sdpa}
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; the gradient multiplied by `factor` on the way back."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.factor, None
+
+
+@mutant("SDPA's backward applies the softmax scale to dq twice", "test_sdpa_backward_at_model_sizes_matches_oracle")
+def sdpa_backward_scales_dq_twice():
+    def sdpa(q, k, v, attn_mask=None, scale=None, is_causal=False, enable_gqa=False):
+        if q.requires_grad and not q.is_nested:
+            s = scale if scale is not None else 1 / math.sqrt(q.shape[-1])
+            q = _ScaleGrad.apply(q, s)
+        return ORIG.scaled_dot_product_attention(q, k, v, attn_mask, scale, is_causal, enable_gqa)
+    return {"scaled_dot_product_attention": sdpa}
+
+
 @mutant("SDPA drops attn_mask when is_causal=True is also given, instead of raising",
         "test_sdpa_refuses_attn_mask_with_is_causal")
 def sdpa_causal_drops_mask():
