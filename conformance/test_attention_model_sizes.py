@@ -156,7 +156,7 @@ def _scale(p) -> float:
 
 @pytest.mark.ops(SDPA)
 @pytest.mark.reach(*_claims())
-@profiles.fraction(0.4)  # each example is a model-sized problem: 120 large examples, not 300 small
+@profiles.fraction(0.3)  # each example is a model-sized problem: 90 large examples, not 300 small
 @given(p=model_size_problems())
 def test_sdpa_at_model_sizes_matches_oracle(device, kernel, p):
     """SDPA with L and S past the flash kernel's query and key blocks, head dims 64-128 and odd,
@@ -216,7 +216,7 @@ def _picked_keys(p) -> list[tuple[int, int, int]]:
 
 GRAD_DTYPES = ("float32", "float64")
 # the backward's own branches: a (B,1,1,S) mask, is_causal (its key loop stops at the diagonal),
-# and a float mask of any structure; each a third of its fewer examples
+# and a float mask of any structure; each a third of its 45 examples
 BACKWARD_SCENARIOS = ("key padding (B,1,1,S)", "causal is_causal", "any float (B,1,L,S)")
 
 
@@ -226,7 +226,7 @@ BACKWARD_SCENARIOS = ("key padding (B,1,1,S)", "causal is_causal", "any float (B
                    f"{SDPA}.E:2^6 | {SDPA}.E:2^7",  # both, and 65, 80, 96: the forward claims each
                    reach.tiles_between(SDPA, "L", (256, 1024), "S", (512, 1024)), "component:causal",
                    "component:key_padding", "rows:fully-masked")
-@profiles.fraction(0.2)  # a forward and a backward at model size each: 60 examples
+@profiles.fraction(0.15)  # a forward and a backward at model size each: 45 examples
 @given(p=model_size_problems(scenarios=BACKWARD_SCENARIOS, dtypes=GRAD_DTYPES))
 def test_sdpa_backward_at_model_sizes_matches_oracle(device, kernel, p):
     """The gradients of sum(SDPA(q, k, v) * g) w.r.t. q, k and v, with L and S past the flash
