@@ -46,9 +46,9 @@ def _shapes_of(n):
         return broadcastable_shapes(n)
     misaligned = misalignable_pairs().flatmap(
         lambda p: sampled_from([(p[0],) + (p[1],) * (n - 1), (p[1],) * (n - 1) + (p[0],)]))
-    # operands of one shape with 16 to 128 elements in 2 or 3 dims of 4 or more: the vector loop
+    # operands of one shape with 9 to 128 elements in 2 or 3 dims of 3 or more: the vector loop
     # with its tail, and two sides past 1 to permute (cut from broadcast pairs, both are rare)
-    large = array_shapes(min_dims=2, max_dims=3, min_side=4).map(lambda s: (s,) * n)
+    large = array_shapes(min_dims=2, max_dims=3, min_side=3).map(lambda s: (s,) * n)
     return st.one_of(broadcastable_shapes(n), large, broadcastable_shapes(n), incompatible_shapes(n), misaligned,
                      stretched_to_zero(n))
 
