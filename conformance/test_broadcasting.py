@@ -39,7 +39,7 @@ ARITH = ("float16", "bfloat16", "float32", "float64", "int32", "int64")
 
 
 def _shapes_of(n):
-    """A third of the draws broadcast, a sixth each are: the same large shape, incompatible, a
+    """A third of the draws broadcast, a sixth each are: incompatible, the same large shape, a
     lower-rank shape against higher-rank ones that would also broadcast if aligned on the left
     (where an alignment bug answers wrongly instead of raising), a 1 stretched against a 0."""
     if n < 2:
@@ -49,7 +49,7 @@ def _shapes_of(n):
     # operands of one shape with 9 to 128 elements in 2 or 3 dims of 3 or more: the vector loop
     # with its tail, and two sides past 1 to permute (cut from broadcast pairs, both are rare)
     large = array_shapes(min_dims=2, max_dims=3, min_side=3).map(lambda s: (s,) * n)
-    return st.one_of(broadcastable_shapes(n), large, broadcastable_shapes(n), incompatible_shapes(n), misaligned,
+    return st.one_of(broadcastable_shapes(n), incompatible_shapes(n), large, broadcastable_shapes(n), misaligned,
                      stretched_to_zero(n))
 
 
