@@ -72,7 +72,7 @@ def _mask_argument(p, dtype):
     keep = _keep(m)
     if scenario.startswith("key padding"):
         return {"attn_mask": keep[:, :1, :].reshape(m.b, 1, 1, m.S)}, "kw = dict(attn_mask=keep[:, :1, :1, :])"
-    if scenario == "causal (L,S)":
+    if scenario == "causal lower-right (L,S)":
         return {"attn_mask": keep[0]}, "kw = dict(attn_mask=keep[0, 0])"
     if scenario.startswith("any bool"):
         return {"attn_mask": keep[:, None]}, "kw = dict(attn_mask=keep[:, :1])"
@@ -83,7 +83,9 @@ def _mask_argument(p, dtype):
 
 def _claims():
     between = reach.tiles_between
-    return (*reach.of(SDPA, "q-blocks:partial", "q-blocks:whole", "kv-blocks:partial", "kv-blocks:whole",
+    # a whole last block (L or S a multiple of the block) is counted, not claimed: 3 of the 18
+    # key sizes, too few of 90 examples to hold a margin whatever the seed
+    return (*reach.of(SDPA, "q-blocks:partial", "kv-blocks:partial",
                       "is_causal", "attn_mask.kind:float", "attn_mask.form:(B,1,1,S)", "attn_mask.form:(L,S)",
                       "attn_mask.form:(B,1,L,S)", "E:2^6", "E:2^7", "E:2^6+1",
                       *(f"q.dtype:{d}" for d in ("float16", "bfloat16", "float32", "float64"))),

@@ -164,13 +164,13 @@ MODEL_S_PAST = (513, 1023, 1024, 1025, 1536, 2047, 2048, 2049)  # keys past a 51
 MODEL_S_ONE = (1, 17, 33, 64, 65, 255, 256, 257, 511, 512)  # one key block
 MODEL_HEAD_DIMS = (65, 64, 128, 80, 96)  # what models use, and an odd one (vector tails)
 # (rows, columns) past a block: both, the queries only, the keys only, neither
-TILE_PAIRS = ((MODEL_L_PAST, MODEL_S_PAST), (MODEL_L_PAST + MODEL_L_SOME, MODEL_S_ONE),
+TILE_PAIRS = ((MODEL_L_PAST, MODEL_S_PAST), (MODEL_L_PAST, MODEL_S_ONE),
               (MODEL_L_FEW + MODEL_L_SOME, MODEL_S_PAST), (MODEL_L_SOME, MODEL_S_ONE))
 # one example's memory: the math kernel's scores, B * H * L * S, and k, B * H * S * E
 MAX_SCORES = 1 << 22
 MAX_KV = 1 << 21
 # the mask forms SDPA is called with at model sizes (see `model_size_problems`)
-SCENARIOS = ("key padding (B,1,1,S)", "causal is_causal", "causal (L,S)", "any bool (B,1,L,S)",
+SCENARIOS = ("key padding (B,1,1,S)", "causal is_causal", "causal lower-right (L,S)", "any bool (B,1,L,S)",
              "any float (B,1,L,S)")
 # values of k's component p: few, so that each query has few distinct scores
 KEY_VALUES = ((-1.0, 0.0, 1.0), (0.0, 0.5, 2.0))
@@ -230,6 +230,13 @@ class ModelSizeProblem:
                 f"gamma[..., None] * delta))"]
 
 
+def _spread(draw, options, salt: int):
+    """One of `options`, its index an even draw shifted by `salt` (sizes drawn before): with
+    90 examples, an even draw alone gave one dtype of four 1 example; mixed with the sizes,
+    which vary from example to example, each option gets its share."""
+    return options[(draw(evenly(tuple(range(len(options))))) + salt) % len(options)]
+
+
 def _boundary_or_any(draw, n, marks):
     """A length in 0..n: one of `marks` (those in range), n, n - 1, or any."""
     picks = tuple(x for x in (*marks, n, n - 1, 0) if 0 <= x <= n)
@@ -243,27 +250,29 @@ def model_size_problems(draw, *, scenarios=SCENARIOS, dtypes=FLOATS):
     """A `ModelSizeProblem`: (L, S) from one of `TILE_PAIRS` (each a quarter of the draws), B and
     H with B * H up to 8 within `MAX_SCORES`, E from `MODEL_HEAD_DIMS` within `MAX_KV`, a mask
     for one of `scenarios`: key padding alone, causal alone (upper-left, as is_causal means
-    it), or any mix of key and query padding, causal either way, a window and documents (every
-    one keeps an interval of keys per query, which the oracle needs)."""
+    it), causal lower-right as an (L,S) mask, or any mix of key and query padding, causal either
+    way, a window and documents (every one keeps an interval of keys per query, which the
+    oracle needs)."""
     bad = set(scenarios) - set(SCENARIOS)
     if bad:
         raise InvalidArgument(f"unknown scenarios {sorted(bad)}; choose from {SCENARIOS}")
-    scenario = draw(evenly(tuple(scenarios)))
-    padding = scenario.startswith("key padding")
     rows, cols = draw(evenly(TILE_PAIRS))
-    # a padding mask (B,1,1,S) is told from a per-head or per-query one only where H and L pass 1
-    L, S = draw(evenly(tuple(x for x in rows if x > 1) if padding else rows)), draw(evenly(cols))
+    L, S = draw(evenly(rows)), draw(evenly(cols))
     room = max(1, min(8, MAX_SCORES // (L * S)))
     b = draw(integers(1, min(3, room)))
-    h = draw(integers(min(2, room // b) if padding else 1, max(1, room // b)))
-    e = draw(evenly(tuple(x for x in MODEL_HEAD_DIMS if b * h * S * x <= MAX_KV) or (64,)))
+    h = draw(integers(1, max(1, room // b)))
+    scenario = _spread(draw, tuple(scenarios), L + S + b + h)
+    if scenario.startswith("key padding"):
+        # a padding mask (B,1,1,S) is told from a per-head or per-query one only where H and L pass 1
+        L, h = max(L, 2), max(h, min(2, room // b))
+    e = _spread(draw, tuple(x for x in MODEL_HEAD_DIMS if b * h * S * x <= MAX_KV) or (64,), L + S + b + h)
     kw = {}
-    if padding:
+    if scenario.startswith("key padding"):
         kw["key_lengths"] = tuple(_boundary_or_any(draw, S, (1, 512, 513)) for _ in range(b))
     elif scenario == "causal is_causal":
         kw["causal"] = "upper-left"  # what is_causal means
     elif scenario.startswith("causal"):
-        kw["causal"] = draw(evenly(ALIGNMENTS))
+        kw["causal"] = "lower-right"  # a decode step, chunked prefill: what is_causal cannot say
     else:
         if draw(booleans()):
             kw["key_lengths"] = tuple(_boundary_or_any(draw, S, (1, 512, 513)) for _ in range(b))
@@ -276,6 +285,6 @@ def model_size_problems(draw, *, scenarios=SCENARIOS, dtypes=FLOATS):
         if draw(booleans()):
             kw["documents"] = (_documents(draw, L), _documents(draw, S))
     mask = LogicalMask(b, h, L, S, **kw)
-    return ModelSizeProblem(mask, scenario, e, draw(integers(0, e - 1)), draw(evenly(tuple(dtypes))),
+    return ModelSizeProblem(mask, scenario, e, draw(integers(0, e - 1)), _spread(draw, tuple(dtypes), L + S + e + h),
                             draw(sampled_from((None, 1.0))), draw(sampled_from(KEY_VALUES)),
                             draw(integers(0, 2**32 - 1)))
