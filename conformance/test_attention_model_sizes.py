@@ -24,7 +24,7 @@ import torch
 from hypothesis import given
 
 from conformance import attention, attention_apis as apis, backends, profiles, reach, tolerances
-from conformance.attention_checks import run_pinned
+from conformance.attention_checks import run_pinned, scale_of
 from conformance.failures import Case, _short, close_with
 from conformance.tensors import TORCH_DTYPES
 from strategies.attention import model_size_problems
@@ -152,10 +152,6 @@ def _few_scores(p, x) -> attention.FewScores:
                                x["alpha"].ravel().tolist(), x["beta"].tolist())
 
 
-def _scale(p) -> float:
-    return p.scale if p.scale is not None else 1 / math.sqrt(p.e)
-
-
 @pytest.mark.ops(SDPA)
 @pytest.mark.reach(*_claims())
 @profiles.fraction(0.3)  # each example is a model-sized problem: 90 large examples, not 300 small
@@ -175,7 +171,7 @@ def test_sdpa_at_model_sizes_matches_oracle(device, kernel, p):
         return
     case.check_outcome(None, err)
     picked = _picked_rows(p)
-    want, smax = attention.few_scores_rows(m, _few_scores(p, x), m.h, _scale(p), picked)
+    want, smax = attention.few_scores_rows(m, _few_scores(p, x), m.h, scale_of(p), picked)
     if any(row is None for row in want.values()):
         reach.note("rows:fully-masked")
     policy = apis.policy("sdpa")
@@ -250,10 +246,10 @@ def test_sdpa_backward_at_model_sizes_matches_oracle(device, kernel, p):
     rows, keys = _picked_rows(p), _picked_keys(p)
     grad_in = attention.FewScoresGrad(_few_scores(p, x), p.p, x["kappa"].ravel().tolist(), x["rho"].tolist(),
                                       x["gamma"].ravel().tolist(), x["delta"].tolist())
-    dq, dk, dv = attention.few_scores_grads(m, grad_in, _scale(p), rows, keys)
+    dq, dk, dv = attention.few_scores_grads(m, grad_in, scale_of(p), rows, keys)
     if any(kept_none for kept_none in (attention.kept_interval(m, b, i) is None for b, _, i in rows)):
         reach.note("rows:fully-masked")
-    smax = float(abs(x["a"]).max() * max(abs(v_) for v_ in p.values) * _scale(p)) if x["a"].size else 0.0
+    smax = float(abs(x["a"]).max() * max(abs(v_) for v_ in p.values) * scale_of(p)) if x["a"].size else 0.0
     rel = tolerances.attention_gradient(p.dtype, max(m.L, m.S), smax)
     eps = tolerances.finfo_eps(p.dtype)
     for name, t, want in (("dq", q, dq), ("dk", k, dk), ("dv", v, dv)):
