@@ -10,7 +10,7 @@ from hypothesis.errors import InvalidArgument
 
 from conformance import rules
 from conformance.tensors import TensorSpec
-from strategies._cache import booleans, cached, integers
+from strategies._cache import booleans, cached, evenly, integers
 from strategies._coding import bits, digit_strings, digits, permutation, permutation_indices, subsets
 
 KINDS = ("contiguous", "permuted", "strided", "offset", "expanded")
@@ -94,8 +94,11 @@ def draw_elements(draw, elements, n):
     composite.  Every layer of strategy between a test and its choices is a span Hypothesis
     records, and its mutator walks all of them after each example, so this draws the values
     directly: no list, map or composite of its own (the same choices as those would make)."""
-    from strategies.values import draw_value, split_specials
+    from strategies.values import cycled_values, draw_value, split_specials
 
+    if (cycle := cycled_values(elements)) is not None:
+        start = draw(evenly(tuple(range(len(cycle)))))
+        return [cycle[(start + i) % len(cycle)] for i in range(n)]
     if elements is _BOOLEANS and n <= MAX_BITS:
         # the bits of one draw, spread as below (0: all False)
         return bits(draw(subsets(n)) * _SPREAD % 2**n, n)

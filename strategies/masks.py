@@ -26,6 +26,7 @@ def bool_masks(shape, *, kinds=KINDS):
 
 _ZERO_ONE = sampled_from((0, 1))
 _SAME_SHAPE = sampled_from((True, False, False, False))
+_TO_ZERO = evenly((False,) * 7 + (True,))
 
 
 @cached
@@ -127,7 +128,7 @@ def masked_fill_args(draw, *, one_way=None, dtype_names=None, self_kinds=KINDS, 
     in a layout from `self_kinds`, a bool mask whose shape broadcasts with self's (only
     one-way onto self when `one_way`; in a quarter of draws not `one_way=False`, the shape of
     self), and a `FillValue` (valid or not for the dtype)."""
-    from strategies.shapes import array_shapes, broadcastable_shapes, one_way_pairs
+    from strategies.shapes import array_shapes, broadcastable_shapes, one_way_pairs, stretched_to_zero
     from strategies.values import fill_values, supported, values_or_edges
 
     # every dtype of self is claimed: drawn evenly, none left to Hypothesis's lean to the first
@@ -138,6 +139,8 @@ def masked_fill_args(draw, *, one_way=None, dtype_names=None, self_kinds=KINDS, 
         self_shape = mask_shape = draw(array_shapes(min_dims=2, min_side=2))
     elif one_way if one_way is not None else draw(booleans()):
         mask_shape, self_shape = draw(one_way_pairs())
+    elif draw(_TO_ZERO):  # a side of 1 stretched against 0 (either way): one broadcast pair in a hundred
+        self_shape, mask_shape = draw(stretched_to_zero(2))
     else:
         self_shape, mask_shape = draw(broadcastable_shapes(2))
     x = draw(tensors(self_shape, dtype, kinds=self_kinds, elements=draw(values_or_edges(dtype))))
