@@ -7,13 +7,13 @@ import gc
 import os
 
 import pytest
-from hypothesis import Phase, settings
 from hypothesis.errors import FlakyFailure
 
 from conformance import deviations as dev
 from conformance import backends, devices, profiles, semantics
 from conformance.failures import ConformanceFailure, bound_notes, nondeterministic
 from reports import plugin as report_plugin
+from strategies import hypothesis_internals
 
 try:
     PROFILE = profiles.load_from_environment()  # --hypothesis-profile, applied later, wins
@@ -306,17 +306,8 @@ def _call(item):
     # A known deviation only has to show that it still fails (or that it is fixed, when all
     # its examples pass): its first failing example is reported as found, without the shrink
     # and explain phases (2-3 s of the gate's CPU time for its two entries).
-    own = test._hypothesis_internal_use_settings
-    test._hypothesis_internal_use_settings = settings(
-        own, phases=[p for p in own.phases if p not in (Phase.shrink, Phase.explain)])
-    try:
+    with hypothesis_internals.quick_failure(item):
         return (yield)
-    finally:
-        test._hypothesis_internal_use_settings = own
-        # Hypothesis would turn the failing example of a known deviation into an
-        # `@example` patch file (importing libcst: a second), and tell a passing run to
-        # `git apply` it; the deviation file is where a known deviation is recorded.
-        item.__dict__.pop("_hypothesis_failing_examples", None)
 
 
 def pytest_report_header(config):
@@ -331,7 +322,7 @@ def _header(config) -> list[str]:
     backend = backends.active()
     diff = [d for d in sel if backends.differential_on(d)]
     lines = [f"conformance: backend {backend.name} ({backend.spec}); torch {torch.__version__}; "
-             f"devices: {shown}; hypothesis profile: {settings._current_profile}",
+             f"devices: {shown}; hypothesis profile: {hypothesis_internals.current_profile() or 'default'}",
              "differential against torch eager on cpu: " + (", ".join(diff) if diff else "off")]
     if not config.getoption("--device"):  # auto-discovery: what was asked, and each answer
         lines.append("devices considered: " + "; ".join(

@@ -103,7 +103,8 @@ def fraction(part: float):
 
 def shape_buckets() -> int | None:
     """GRAPH_BUCKETS while the graph profile (or a CONFORMANCE_MAX_EXAMPLES variant of it) is
-    loaded, else None.  Hypothesis keeps the loaded profile's name only in a private attribute,
-    ``settings._current_profile`` (the header reads it too); it is read here and nowhere else."""
-    name = getattr(settings, "_current_profile", None) or ""
+    loaded, else None (the profile's name: `strategies.hypothesis_internals.current_profile`)."""
+    from strategies.hypothesis_internals import current_profile
+
+    name = current_profile()
     return GRAPH_BUCKETS if name == "graph" or name.startswith("graph-") else None

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import contextlib
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
 
 from conformance import profiles
 from strategies import buckets
 from strategies.attention import attention_size_classes, attention_sizes
+from strategies.hypothesis_internals import current_profile
 from strategies.shapes import array_shapes, broadcastable_shapes
 from strategies.values import logit_widths
 
 
 @contextlib.contextmanager
 def profile(name):
-    before = settings._current_profile
+    before = current_profile() or "default"
     settings.load_profile(name)
     try:
         yield

@@ -129,18 +129,16 @@ def test_strategy_factories_are_reused():
     """The same arguments give the same strategy object (see strategies/_cache.py)."""
     assert tensors((2, 3), "float32") is tensors((2, 3), "float32")
     assert array_shapes(max_dims=4) is array_shapes(max_dims=4)
-    assert tensors([2, 3], "float32") is not None  # unhashable arguments bypass the cache
+    unhashable = tensors([2, 3], "float32")  # unhashable arguments bypass the cache: a new strategy
+    assert unhashable is not tensors([2, 3], "float32")
+    assert find(unhashable, lambda x: True).shape == (2, 3)
 
 
 def _draw_from_choices(choice, draw):
-    """What `draw` returns when the next choice Hypothesis makes is `choice` (Hypothesis
-    internals, pinned with the version: the exact statement of 'the same choices')."""
-    from hypothesis.control import BuildContext
-    from hypothesis.internal.conjecture.data import ConjectureData
+    """What `draw` returns when the next choice Hypothesis makes is `choice`."""
+    from strategies.hypothesis_internals import draw_from_choices
 
-    data = ConjectureData.for_choices([choice])
-    with BuildContext(data, is_final=False, wrapped_test=lambda: None):
-        return draw(data)
+    return draw_from_choices([choice], draw)
 
 
 @pytest.mark.parametrize("bounds", [{}, {"min_value": -30, "max_value": 30}])

@@ -21,7 +21,6 @@ change.
 from __future__ import annotations
 
 import functools
-import random
 from typing import Callable, Iterable
 
 from hypothesis import strategies as st
@@ -100,22 +99,10 @@ _INVALID = object()
 
 
 def _seeded(strategy, seed: str):
-    """The value `strategy` gives for `seed`: Hypothesis's own generator, driven by a seeded
-    random source.  Hypothesis has no public API to draw from a strategy outside a test with a
-    chosen seed (``example()`` is random and refused inside tests), so this is the one place the
-    suite uses its internal ConjectureData."""
-    from hypothesis.control import BuildContext
-    from hypothesis.errors import StopTest, UnsatisfiedAssumption
-    from hypothesis.internal.conjecture.data import ConjectureData
+    """The value `strategy` gives for `seed` (`strategies.hypothesis_internals.draw_seeded`)."""
+    from strategies.hypothesis_internals import draw_seeded
 
-    data = ConjectureData(random=random.Random(seed))
-    try:
-        # a build context of its own: mapped strategies record their calls in one, and the
-        # buckets are chosen outside any test (at collection) or inside another test's draw
-        with BuildContext(data, wrapped_test=_seeded):
-            return data.draw(strategy)
-    except (StopTest, UnsatisfiedAssumption):
-        return _INVALID
+    return draw_seeded(strategy, seed, _INVALID)
 
 
 # --------------------------------------------------------------------------- classes to cover
