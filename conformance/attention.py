@@ -84,6 +84,10 @@ class LogicalMask:
         extra = self.per_head[b][h][i][j]
         return (base and extra) if self.combine == "and" else (base or extra)
 
+    def kept_none(self, b: int, h: int, i: int) -> bool:
+        """Query i of sequence b in head h keeps no key (every API has its own policy for it)."""
+        return not any(self.keep(b, h, i, j) for j in range(self.S))
+
     def table(self) -> list:
         """keep as a nested [B][H][L][S] list."""
         return [[[[self.keep(b, h, i, j) for j in range(self.S)] for i in range(self.L)]
@@ -209,6 +213,80 @@ def expected(mask: LogicalMask, q: Sequence[float], k: Sequence[float], v: Seque
     return out, smax
 
 
+def jagged_expected(lengths: Sequence[int], h: int, e: int, q, k, v, scale: float) -> tuple[list[float], float]:
+    """Self-attention of packed sequences (q, k, v flat [sum(lengths), H, E]): each query over
+    exactly its own sequence's keys.  (flat output in the same packed order, largest |score|)."""
+    want, start, smax = [], 0, 0.0
+    for n in lengths:
+        seq = [vals[start * h * e:(start + n) * h * e] for vals in (q, k, v)]
+        per_head = []
+        for hh in range(h):
+            pick = [[vals[(i * h + hh) * e:(i * h + hh + 1) * e] for i in range(n)] for vals in seq]
+            head_rows, head_max = attend_head(*pick, [[True] * n] * n, scale)
+            per_head.append(head_rows)
+            smax = max(smax, head_max)
+        want.extend(x for i in range(n) for hh in range(h) for x in per_head[hh][i])
+        start += n
+    return want, smax
+
+
+@dataclass(frozen=True)
+class MhaExpected:
+    """What nn.MultiheadAttention should return: `rows` over (b, i) of E values (None for a
+    query the policy leaves to the caller), `weights` flat over (b, h, i, j) (nan for a query
+    with no kept key), the largest |score|."""
+
+    rows: list
+    weights: list
+    smax: float
+
+
+def in_projection(tokens, w: Sequence[float], bias: Sequence[float], emb: int, part: int) -> list[list[float]]:
+    """Part `part` (0 q, 1 k, 2 v) of MultiheadAttention's packed in-projection of each token:
+    x @ W[part * E:(part + 1) * E].T + b[...], exact sums."""
+    return [[math.fsum(wv * xv for wv, xv in zip(w[r * emb:(r + 1) * emb], tok)) + bias[r]
+             for r in range(part * emb, (part + 1) * emb)] for tok in tokens]
+
+
+def mha_expected(mask: LogicalMask, xs: Sequence[float], heads: int, w_in, b_in, w_out=None, b_out=None, *,
+                 empty_head: str = "unknown") -> MhaExpected:
+    """nn.MultiheadAttention(E, heads) on self-attention input `xs` (flat [B, T, E]) with
+    in_proj `w_in` [3E, E], `b_in` [3E] and out_proj `w_out` [E, E], `b_out` [E] (None: the
+    weights only): per head, the softmax of q k^T / sqrt(E / heads) over the keys `mask` keeps
+    (key_padding_mask and attn_mask combined), then out_proj of the heads' outputs concatenated.
+    A query whose head keeps no key: `empty_head` "zeros" (that head adds 0, as SDPA's policy),
+    else its row is None (the caller applies the path's policy)."""
+    b_, t = mask.b, mask.L
+    emb = len(xs) // max(b_ * t, 1) if b_ * t else len(b_in) // 3
+    hd = emb // heads
+    scale = 1 / math.sqrt(hd)
+    out, weights, smax = [], [], 0.0
+    for b in range(b_):
+        tok = rows(xs, b * t * emb, t, emb)
+        proj = [in_projection(tok, w_in, b_in, emb, part) for part in range(3 if w_out is not None else 2)]
+        per_head = []
+        for h in range(heads):
+            sl = slice(h * hd, (h + 1) * hd)
+            keep = [[mask.keep(b, h, i, j) for j in range(t)] for i in range(t)]
+            s = scores([r[sl] for r in proj[0]], [r[sl] for r in proj[1]], scale)
+            smax = max([smax, *(abs(z) for row in s for z in row)])
+            for row, kr in zip(s, keep):
+                weights.extend(rules.softmax(row, kr) or [math.nan] * t)
+            if w_out is not None:
+                per_head.append(attend_head([r[sl] for r in proj[0]], [r[sl] for r in proj[1]],
+                                            [r[sl] for r in proj[2]], keep, scale)[0])
+        if w_out is None:
+            continue
+        for i in range(t):
+            if any(per_head[h][i] is None for h in range(heads)) and empty_head != "zeros":
+                out.append(None)  # a head with no key poisons the concatenation (nan) or zeros it
+                continue
+            cat = [z for h in range(heads) for z in (per_head[h][i] if per_head[h][i] is not None else [0.0] * hd)]
+            out.append([math.fsum(wo * c for wo, c in zip(w_out[r * emb:(r + 1) * emb], cat)) + b_out[r]
+                        for r in range(emb)])
+    return MhaExpected(out, weights, smax)
+
+
 # --------------------------------------------------------------------------- at model sizes
 #
 # At L = S = 1024 and E = 64 the general oracle above costs tens of seconds an example.  The
@@ -274,7 +352,7 @@ def few_scores_rows(mask: LogicalMask, x: FewScores, kv_heads: int, scale: float
     """The oracle's output rows for the (b, h, i) in `picked` (any order): {(b, h, i): E values
     or None for a query with no kept key}, and the largest |score|.  Exact but for the final
     exp and division: prefix sums of alpha per value of c are sums of grid values."""
-    b_, h_, L, S = mask.b, mask.h, mask.L, mask.S
+    h_, L, S = mask.h, mask.L, mask.S
     group = h_ // kv_heads
     prefix = {}  # (b, kv head) -> per value: running count and alpha sum over keys < j
     out, smax = {}, 0.0
@@ -343,7 +421,7 @@ def few_scores_grads(mask: LogicalMask, g: FewScoresGrad, scale: float, rows, ke
     per head: prefix sums over keys, and over queries difference arrays (a query adds its share
     to the interval of keys it keeps)."""
     x, p = g.x, g.p
-    b_, h_, L, S, e = mask.b, mask.h, mask.L, mask.S, len(x.beta)
+    h_, L, S, e = mask.h, mask.L, mask.S, len(x.beta)
     db = math.fsum(d * be for d, be in zip(g.delta, x.beta))
     db_abs = math.fsum(abs(d * be) for d, be in zip(g.delta, x.beta))
     dq, dk, dv = {}, {}, {}

@@ -170,7 +170,7 @@ def fast_path(api: str, device: str, traced: bool | None = None) -> str | None:
     takes it."""
     import torch
 
-    from conformance import backends
+    from conformance import session
 
     kind = device_type(device)
     supported = [d for d, spec in FAST_PATH_DEVICES if spec is None or holds(spec)]
@@ -179,7 +179,7 @@ def fast_path(api: str, device: str, traced: bool | None = None) -> str | None:
         return (f"{kind} is not a device type the fast path supports ({', '.join(supported)}, PrivateUse1: "
                 f"_supported_device_type in torch/nn/modules/transformer.py), so eval runs the slow path")
     if traced is None:
-        traced = bool(getattr(backends.active().namespace, "TRACED", False))
+        traced = session.current() is not None and bool(getattr(session.current().namespace, "TRACED", False))
     if api == "encoder" and traced and holds(">=2.10"):
         return ("under torch.compile the encoder skips its fast path while mask_check is on ('mask_check "
                 "enabled with torch.compile or torch.export', pytorch/pytorch#163773, torch >= 2.10)")
@@ -202,3 +202,12 @@ def without_fast_path():
         yield
     finally:
         mha.set_fastpath_enabled(was)
+
+
+def mha_path(path, heads, kpm_type, attn_type, attn) -> str:
+    """The path nn.MultiheadAttention takes (torch/nn/modules/activation.py, why_not_fast_path):
+    the native fast path needs eval mode, no grad, an even number of heads, bool masks and
+    self-attention; else F.multi_head_attention_forward, with or without the weights."""
+    if path == "eval" and heads % 2 == 0 and kpm_type == "bool" and (attn == "none" or attn_type == "bool"):
+        return "mha-fast-path"
+    return "mha-need-weights" if path in ("need_weights", "eval") else "mha-no-weights"

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
+
+import torch
 
 from conformance import attention, attention_apis as apis, reach, tolerances
 from conformance.failures import Case, attempt, close_with
+from conformance.tensors import TORCH_DTYPES
 
 
 def scale_of(p) -> float:
@@ -86,6 +90,174 @@ def run_pinned(kernel, fn, count=True):
     return out, err, why
 
 
+def run_checked(case, kernel, fn):
+    """fn()'s result with SDPA pinned to `kernel` (`run_pinned`), its error checked against none
+    expected; None when the kernel refused the input (counted: the example checks nothing more)."""
+    out, err, refused = run_pinned(kernel, fn)
+    if refused:
+        return None
+    case.check_outcome(None, err)
+    return out
+
+
+def judge(case, p, got, policy, *, what, mask=None, scale=None, v_for=None, empty_rows=None):
+    """The oracle's verdict on flat output `got` of problem `p` (its mask, or `mask`; its scale,
+    or `scale`): each row within the attention tolerance, a query with no kept key as `policy`
+    says (noted in reach as ``rows:fully-masked``).  `empty_rows(want)`, when given, checks the
+    rows with no kept key itself (then `policy` is None)."""
+    m = mask or p.mask
+    want, smax = attention.expected(m, p.q.values, p.k.values, p.v.values, p.kv_heads, p.e,
+                                    scale if scale is not None else scale_of(p))
+    if any(r is None for r in want):
+        reach.note("rows:fully-masked")
+    if empty_rows is not None:
+        empty_rows(want)
+    check_rows(case, got, want, (m.b, m.h, m.L, p.e), p.dtype, m.S, smax, p.v.values, policy, what=what, v_for=v_for)
+
+
 def sdpa_kw(p):
     """SDPA's keyword arguments for problem `p` (its scale, when it sets one)."""
     return {} if p.scale is None else {"scale": p.scale}
+
+
+def _bools(nested):
+    return [_bools(x) for x in nested] if isinstance(nested, (list, tuple)) else bool(nested)
+
+
+@dataclass(frozen=True)
+class MhaCall:
+    """One self-attention call of nn.MultiheadAttention(E, heads, batch_first=True): its
+    parameters (in_proj weight and bias, out_proj weight and bias, flat), input `xs` [B, T, E],
+    and the mask `mask` (key padding, causal or per-head) passed as a key_padding_mask of
+    `kpm_type` and an attn_mask (`attn`: none, causal [T, T] or per-head [B * heads, T, T]) of
+    `attn_type`, bool (True = ignore) or float (-inf); `path` need_weights, no_weights or eval."""
+
+    mask: attention.LogicalMask
+    dtype: str
+    heads: int
+    params: tuple
+    xs: list
+    attn: str
+    kpm_type: str
+    attn_type: str
+    path: str
+    seed: int
+
+    def build(self, device):
+        """(module in the path's mode, x, key_padding_mask, attn_mask or None) on `device`."""
+        m, dt, (w_in, b_in, w_out, b_out) = self.mask, TORCH_DTYPES[self.dtype], self.params
+        b, t, emb = m.b, m.L, len(b_out)
+        mha = torch.nn.MultiheadAttention(emb, self.heads, batch_first=True, dtype=dt, device=device, dropout=0.0)
+        with torch.no_grad():
+            mha.in_proj_weight.copy_(torch.tensor(w_in, dtype=dt).reshape(3 * emb, emb))
+            mha.in_proj_bias.copy_(torch.tensor(b_in, dtype=dt))
+            mha.out_proj.weight.copy_(torch.tensor(w_out, dtype=dt).reshape(emb, emb))
+            mha.out_proj.bias.copy_(torch.tensor(b_out, dtype=dt))
+        mha.train(self.path != "eval")
+        x = torch.tensor(self.xs, dtype=dt, device=device).reshape(b, t, emb)
+        ignore_k = torch.tensor([[j >= n for j in range(t)] for n in m.key_lengths], device=device).reshape(b, t)
+        kpm = ignore_k if self.kpm_type == "bool" else \
+            torch.zeros(b, t, dtype=dt, device=device).masked_fill(ignore_k, -math.inf)
+        if self.attn == "none":
+            return mha, x, kpm, None
+        keep = torch.tensor(m.per_head if self.attn == "per-head" else [[[[j <= i for j in range(t)] for i in range(t)]]],
+                            dtype=torch.bool, device=device)
+        ignore = ~(keep.reshape(b * self.heads, t, t) if self.attn == "per-head" else keep.reshape(t, t))
+        am = ignore if self.attn_type == "bool" else \
+            torch.zeros(ignore.shape, dtype=dt, device=device).masked_fill(ignore, -math.inf)
+        return mha, x, kpm, am
+
+    def case(self, device, taken: str) -> Case:
+        """The failure's case: the call in words and as torch code (the parameters from the seed)."""
+        m, dtype, heads, t, emb = self.mask, self.dtype, self.heads, self.mask.L, len(self.params[3])
+        b = m.b
+        case = Case("MultiheadAttention = out_proj(softmax over unhidden keys of q k^T / sqrt(hd)) @ v), every path",
+                    device)
+        case.inputs.append(f"B={b}, T={t}, heads={heads}, head dim={emb // heads}, {dtype}; key lengths "
+                           f"{list(m.key_lengths)} ({self.kpm_type} key_padding_mask); attn_mask: {self.attn} "
+                           f"({self.attn_type}); path: {self.path} ({taken})")
+        pad = [[j >= n for j in range(t)] for n in m.key_lengths]
+        return case.run(
+            "import random, math",
+            f"rnd = random.Random({self.seed}); grid = lambda n: [rnd.randint(-4, 4) / 8 for _ in range(n)]",
+            f"mha = torch.nn.MultiheadAttention({emb}, {heads}, batch_first=True, dtype=torch.{dtype})",
+            "with torch.no_grad():",
+            f"    mha.in_proj_weight.copy_(torch.tensor(grid({3 * emb * emb})).reshape({3 * emb}, {emb})); "
+            f"mha.in_proj_bias.copy_(torch.tensor(grid({3 * emb})))",
+            f"    mha.out_proj.weight.copy_(torch.tensor(grid({emb * emb})).reshape({emb}, {emb})); "
+            f"mha.out_proj.bias.copy_(torch.tensor(grid({emb})))",
+            f"x = torch.tensor(grid({b * t * emb}), dtype=torch.{dtype}).reshape({b}, {t}, {emb})",
+            f"pad = torch.tensor({pad}).reshape({b}, {t})  # True = ignore",
+            "kpm = pad" if self.kpm_type == "bool" else
+            f"kpm = torch.zeros({b}, {t}, dtype=torch.{dtype}).masked_fill(pad, -math.inf)",
+            *([] if self.attn == "none" else
+              [f"ignore = torch.ones({t}, {t}, dtype=torch.bool).triu(1)" if self.attn == "causal" else
+               f"ignore = ~torch.tensor({_bools(m.per_head)}).reshape({b * heads}, {t}, {t})",
+               "am = ignore" if self.attn_type == "bool" else
+               f"am = torch.zeros(ignore.shape, dtype=torch.{dtype}).masked_fill(ignore, -math.inf)"]),
+            "mha.eval()" if self.path == "eval" else "mha.train()",
+            ("with torch.no_grad(): " if self.path == "eval" else "") +
+            f"out, w = mha(x, x, x, key_padding_mask=kpm, attn_mask={'am' if self.attn != 'none' else None}, "
+            f"need_weights={self.path != 'no_weights'}, average_attn_weights=False)", "print(out)")
+
+
+def encoder_case(device, b, t, lengths, layers, causal, dtype, seed) -> Case:
+    """The failure's case of the encoder property: B sequences of T tokens (d_model 4, 2 heads,
+    `layers` layers, parameters from `seed`'s grid), padded past `lengths`, causal or not; the
+    snippet runs the slow path (train) and the fast path (eval, no grad)."""
+    case = Case("TransformerEncoder: fast path (eval, no grad) = slow path on real positions; 0 at padding", device)
+    case.inputs.append(f"B={b}, T={t}, lengths {list(lengths)}, {layers} layer(s), d_model 4, 2 heads, {dtype}"
+                       f"{', causal mask' if causal else ''}")
+    case.run("import random", f"rnd = random.Random({seed}); grid = lambda n: [rnd.randint(-4, 4) / 8 for _ in range(n)]",
+             f"layer = torch.nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, dropout=0.0, batch_first=True, "
+             f"dtype=torch.{dtype})", f"enc = torch.nn.TransformerEncoder(layer, {layers}, enable_nested_tensor=True)",
+             "with torch.no_grad():", "    for p in enc.parameters(): p.copy_(torch.tensor(grid(p.numel())).reshape(p.shape))",
+             f"src = torch.tensor(grid({b * t * 4}), dtype=torch.{dtype}).reshape({b}, {t}, 4)",
+             f"pad = torch.tensor({[[j >= n for j in range(t)] for n in lengths]}).reshape({b}, {t})",
+             f"mask = {'torch.ones(%d, %d, dtype=torch.bool).triu(1)' % (t, t) if causal else None}",
+             f"slow = enc.train()(src, mask=mask, src_key_padding_mask=pad{', is_causal=True' if causal else ''})",
+             f"with torch.no_grad(): fast = enc.eval()(src, mask=mask, src_key_padding_mask=pad"
+             f"{', is_causal=True' if causal else ''})", "print(slow, fast)")
+    return case
+
+
+def grid(rnd, n) -> list[float]:
+    """n values on the grid of eighths in [-1/2, 1/2], from `rnd` (the snippets rebuild them from the seed)."""
+    return [rnd.randint(-4, 4) / 8 for _ in range(n)]
+
+
+# --------------------------------------------------------------------------- FlexAttention
+
+_FLEX = {}  # the parameters of the mask being checked, read by `flex_mask_mod`
+
+
+def flex_mask_mod(bi, hi, qi, kj):
+    """The logical mask as a FlexAttention mask_mod: one function for every example, reading the
+    example's mask from tensors (`mask_mod_of` sets them).  FlexAttention in eager mode traces its
+    mask_mod: a new closure per example costs 100 ms a call, the same function 40 ms."""
+    f = _FLEX
+    d = qi + f["off"][0]
+    keep = ((kj < f["kl"][bi]) & (qi < f["ql"][bi]) & ((kj <= d) | ~f["causal"][0]) & ((d - kj).abs() < f["window"][0])
+            & (f["qd"][qi] == f["kd"][kj]))
+    return torch.where(f["or"][0], keep | f["ph"][bi, hi, qi, kj], keep & f["ph"][bi, hi, qi, kj])
+
+
+def mask_mod_of(m: attention.LogicalMask, device):
+    """`flex_mask_mod` set to mask `m`: every part is a tensor, absent parts included (a key
+    length of S, a window wider than both lengths, one document)."""
+    b, h, L, S = m.b, m.h, m.L, m.S
+    t = lambda x: torch.tensor(x, device=device)  # noqa: E731
+    _FLEX.update(
+        kl=t(m.key_lengths if m.key_lengths is not None else [S] * b),
+        ql=t(m.query_lengths if m.query_lengths is not None else [L] * b),
+        causal=t([m.causal is not None]), off=t([m.offset]),
+        window=t([m.window if m.window is not None else L + S + 1]),
+        qd=t(m.documents[0] if m.documents is not None else [0] * L),
+        kd=t(m.documents[1] if m.documents is not None else [0] * S),
+        ph=t(m.per_head) if m.per_head is not None else torch.ones(b, h, L, S, dtype=torch.bool, device=device),
+        **{"or": t([m.per_head is not None and m.combine == "or"])})
+    return flex_mask_mod
+
+
+# FlexAttention in eager mode traces each new shape and dtype once (a quarter of a second): a few
+# shapes, all alignments of L and S, one wide enough for more than one key block of 1024 keys

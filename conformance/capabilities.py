@@ -23,8 +23,8 @@ import contextlib
 import re
 from dataclasses import dataclass
 
-from conformance.backends import OpWrapper
 from conformance.devices import device_type
+from conformance.ops import OpWrapper
 from conformance.releases import holds
 
 # c10's ScalarType names, as the dispatch macros print them

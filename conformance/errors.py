@@ -192,13 +192,13 @@ def _class_kind(oracle_error: BaseException) -> str:
 
 def forms(kind: str, device: str | None = None) -> tuple[Form, ...]:
     """The forms of `kind` that hold for the running torch and backend, and on `device`."""
-    from conformance import backends, releases
+    from conformance import releases, session
     from conformance.devices import device_type
 
     if kind not in KINDS:
         raise KeyError(f"unknown error kind {kind!r}; known: {', '.join(KINDS)}")
     extra = DEVICE_KINDS.get(device_type(device), {}).get(kind, ()) if device else ()
-    own = backends.active().errors.get(kind)
+    own = session.current().errors.get(kind) if session.current() is not None else None
     if own is not None:
         return (*own, *extra)
     return (*(f for f in KINDS[kind] if f.torch is None or releases.holds(f.torch)), *extra)

@@ -187,8 +187,9 @@ class Case:
     def snippet(self) -> str:
         body = "\n".join(_code(c) for c in self.code)
         if self.backend_calls:
-            from conformance.backends import active, reproduce
-            if more := reproduce.code(active(), self.backend_calls):
+            from conformance import session
+            from conformance.backends import reproduce
+            if more := reproduce.code(session.current(), self.backend_calls):
                 # both halves run whichever raises: the rule may be that one of them raises
                 body = _reporting("torch eager (the reference)", body) + "\n" + _reporting("the backend under test", more)
         from conformance.devices import setup_code

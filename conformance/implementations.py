@@ -18,8 +18,6 @@ from typing import Callable
 
 import torch
 
-FLOATS = ("float16", "bfloat16", "float32", "float64")
-
 
 @dataclass(frozen=True)
 class MaskedSoftmax:
@@ -87,25 +85,25 @@ IDENTITY_WIDTH = 1536  # the sdpa idiom's widest row (its max_width)
 
 
 @functools.lru_cache(maxsize=8)
-def _full_identity(dtype, device):
+def _fullidentity(dtype, device):
     # built in float32 and converted (exact for 0 and 1): torch 2.1.2 has no bfloat16 eye on CPU,
     # and that gap is torch's scaffolding, not the idiom under test
     return torch.eye(IDENTITY_WIDTH, device=device).to(dtype)
 
 
-def _identity(width, dtype, device):
+def identity(width, dtype, device):
     """torch.eye(width) as the top-left corner of one kept identity per dtype and device: a
     1536-wide one is 19 MB to allocate and fill, rows are drawn in hundreds of widths, and
     SDPA only reads it.  (So k and v are strided views past the widest row; the identity is
     the same.)"""
-    return _full_identity(dtype, device)[:width, :width]
+    return _fullidentity(dtype, device)[:width, :width]
 
 
 def _sdpa(ops, x, keep, dim):
     """Attention weights from SDPA with q = logits, k = v = I and scale 1: scores = q @ I = q
     exactly, and weights @ I = weights, so the output *is* the masked softmax."""
     s = x.shape[-1]
-    eye = _identity(s, x.dtype, x.device)
+    eye = identity(s, x.dtype, x.device)
     q = x.reshape(1, -1, s)
     out = ops.scaled_dot_product_attention(q, eye[None], eye[None], attn_mask=keep.reshape(1, -1, s),
                                            scale=1.0)

@@ -27,7 +27,7 @@ import functools
 from typing import Iterable
 
 from conformance import rules
-from conformance.backends import OpWrapper
+from conformance.ops import OpWrapper
 
 # --------------------------------------------------------------------------- recording
 
@@ -51,10 +51,6 @@ def end() -> set:
     got, _current = _current, None
     _seen.clear()
     return got or set()
-
-
-def recording() -> bool:
-    return _current is not None
 
 
 _tallied: dict = {}
@@ -792,14 +788,6 @@ def specials(arg: str, dtype_names: Iterable[str], floats: Iterable[str] = FLOAT
     out = list(floats) if names & set(rules.FLOAT_DTYPES) else []
     out += list(ints) if names & set(rules.INT_DTYPES) else []
     return of(arg, *(f"values:{v}" for v in out))
-
-
-def ndims(arg: str, max_nd: int, min_nd: int = 0) -> tuple[str, ...]:
-    return of(arg, *(f"ndim:{n}" for n in range(min_nd, max_nd + 1)))
-
-
-def numels(arg: str, max_n: int, min_n: int = 0) -> tuple[str, ...]:
-    return sizes(f"{arg}.numel", max_n, min_n)
 
 
 

@@ -63,22 +63,3 @@ def holds(spec: str | None, version: Version | None = None) -> bool:
     if spec is None:
         return True
     return (version or torch_version()) in specifier(spec)
-
-
-def expectations(backend) -> dict:
-    """What the report records of the version-aware tables for the running torch: the policy of
-    each API, which features the release has, and the kernels `backend` declares missing."""
-    from dataclasses import asdict
-
-    from conformance import attention_apis as apis
-
-    policies = []
-    for api in dict.fromkeys(p.api for p in apis.POLICIES):
-        try:
-            policies.append(asdict(apis.policy(api)))
-        except LookupError:  # the table has no policy for this release: the property says so
-            pass
-    return {"torch": str(torch_version()), "policies": policies,
-            "features": {name: apis.has(name) is None for name in apis.FEATURES},
-            "missing": [{**asdict(m), "ops": list(m.ops), "dtypes": list(m.dtypes), "devices": list(m.devices)}
-                        for m in backend.missing if holds(m.torch)]}

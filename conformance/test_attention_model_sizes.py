@@ -23,7 +23,7 @@ import pytest
 import torch
 from hypothesis import given
 
-from conformance import attention, attention_apis as apis, backends, profiles, reach, tolerances
+from conformance import attention, attention_apis as apis, device_ops, profiles, reach, rules, tolerances
 from conformance.attention_checks import run_pinned, scale_of
 from conformance.failures import Case, _short, close_with
 from conformance.tensors import TORCH_DTYPES
@@ -88,7 +88,7 @@ def _claims():
     return (*reach.of(SDPA, "q-blocks:partial", "kv-blocks:partial",
                       "is_causal", "attn_mask.kind:float", "attn_mask.form:(B,1,1,S)", "attn_mask.form:(L,S)",
                       "attn_mask.form:(B,1,L,S)", "E:2^6", "E:2^7", "E:2^6+1",
-                      *(f"q.dtype:{d}" for d in ("float16", "bfloat16", "float32", "float64"))),
+                      *(f"q.dtype:{d}" for d in rules.FLOAT_DTYPES)),
             # L and S each past a flash block: both, the queries only, the keys only, neither
             between(SDPA, "L", (256, 1024), "S", (512, 1024)), between(SDPA, "L", (256, 1024), "S", (0, 256)),
             between(SDPA, "L", (0, 128), "S", (512, 1024)), between(SDPA, "L", (16, 128), "S", (16, 256)),
@@ -165,7 +165,7 @@ def test_sdpa_at_model_sizes_matches_oracle(device, kernel, p):
     _note(p)
     case, q, k, v, _, kw, x = _setup(p, device, kernel, "SDPA at model sizes: softmax(q @ k.T * scale + mask) @ v "
                                                         "over the kept keys")
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     out, err, refused = run_pinned(kernel, lambda: ops.scaled_dot_product_attention(q, k, v, **kw))
     if refused:
         return
@@ -233,7 +233,7 @@ def test_sdpa_backward_at_model_sizes_matches_oracle(device, kernel, p):
     m = p.mask
     _note(p)
     case, q, k, v, g, kw, x = _setup(p, device, kernel, "SDPA's backward: dq, dk, dv of sum(out * g)", grad=True)
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
 
     def forward_backward():
         out = ops.scaled_dot_product_attention(q, k, v, **kw)

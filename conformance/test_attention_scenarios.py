@@ -17,14 +17,14 @@ import torch.fx.experimental.symbolic_shapes  # noqa: F401  (see below)
 from hypothesis import given, strategies as st
 
 from conformance import attention_apis as apis
-from conformance import backends, reach, rules, tolerances
+from conformance import attention, device_ops, reach, rules, tolerances
 from conformance.failures import Case, attempt, close_with
 from conformance.tensors import TORCH_DTYPES, TensorSpec, read
 from strategies import attention_masks, dtypes, elements, sampled_from
 from strategies.values import mapped
 from strategies.layouts import element_lists, relayout
 
-DTYPES = ("float16", "bfloat16", "float32", "float64")
+DTYPES = rules.FLOAT_DTYPES
 pytestmark = pytest.mark.torch_tensors
 # q, k, v and projection weights on grids whose products are exact: scores carry no rounding
 _QUARTERS = mapped(st.integers(-8, 8), lambda k: k / 4)
@@ -130,7 +130,7 @@ def test_masked_fill_softmax_attends_only_to_kept_keys(device, args):
     case = scenario_case("padding hides keys >= length; causal keeps j <= i; a per-head mask hides per head",
                          device, b, h, t, lengths, kind, seed, scores)
     case.run("w = scores.masked_fill(keep == False, float('-inf')).softmax(-1)", "print(w)")
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     keep = build_mask(ops, kind, b, h, t, lengths, seed, device)
     w = ops.softmax(ops.masked_fill(scores.build(device), keep == False, float("-inf")), -1)  # noqa: E712
     check_weights(case, read(w), expected_weights(keep_table(kind, b, h, t, lengths, seed), b, h, t, scores),
@@ -157,7 +157,7 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
     case.inputs.append(f"mask: {kind}, lengths={list(lengths)}" + (f", seed={seed}" if kind == "per-head" else ""))
     case.run(f"B, H, T, lengths, seed = {b}, {h}, {t}, {list(lengths)}, {seed}", *MASK_CODE[kind],
              "import torch.nn.functional as F", "print(F.scaled_dot_product_attention(q, k, v, attn_mask=keep))")
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     keep = build_mask(ops, kind, b, h, t, lengths, seed, device)
     table = keep_table(kind, b, h, t, lengths, seed)
     out = ops.scaled_dot_product_attention(q.build(device), k.build(device), v.build(device), attn_mask=keep)
@@ -230,24 +230,16 @@ def test_multihead_attention_weights_match_oracle(device, data):
              f"_, w = mha(x, x, x, key_padding_mask={'kpm' if use_kpm else None}, "
              f"attn_mask={'causal' if use_causal else None}, average_attn_weights=False)", "print(w)")
     t_x = x.build(device)
-    _, weights = backends.for_device(device).multihead_attention(
+    _, weights = device_ops.for_device(device).multihead_attention(
         mha, t_x, t_x, t_x, key_padding_mask=kpm if use_kpm else None, attn_mask=causal if use_causal else None)
-    want = []
-    for bi in range(b):
-        tok = [xs[(bi * t + i) * emb:(bi * t + i + 1) * emb] for i in range(t)]
-        proj = [[[math.fsum(wv * xv for wv, xv in zip(w[r * emb:(r + 1) * emb], row)) + bias[r]
-                  for r in range(part * emb, (part + 1) * emb)] for row in tok] for part in range(2)]
-        for hh in range(heads):
-            sl = slice(hh * hd, (hh + 1) * hd)
-            for i in range(t):
-                s = [math.fsum(a * c for a, c in zip(proj[0][i][sl], proj[1][j][sl])) / math.sqrt(hd)
-                     for j in range(t)]
-                want.extend(rules.softmax(s, table[bi][hh][i]) or [math.nan] * t)
+    # the keep table as a mask of one per-head pattern: MultiheadAttention's weights by the oracle
+    mask = attention.LogicalMask(b, heads, t, t, per_head=table)
+    want = attention.mha_expected(mask, xs, heads, w, bias).weights
     check_weights(case, read(weights), want, dtype, t, kind, lengths)
     if use_kpm and b:  # a key padding mask one key too long is refused, not cut or broadcast
         wrong = torch.zeros(b, t + 1, dtype=torch.bool, device=device)
         try:
-            backends.for_device(device).multihead_attention(mha, t_x, t_x, t_x, key_padding_mask=wrong)
+            device_ops.for_device(device).multihead_attention(mha, t_x, t_x, t_x, key_padding_mask=wrong)
         except (RuntimeError, AssertionError):  # nn.MultiheadAttention checks shapes with torch._assert
             pass
         else:
@@ -315,7 +307,7 @@ def test_tril_keeps_the_lower_triangle(device, args):
     case = Case("tril keeps j - i <= diagonal, zeroes the rest", device).tensor("x", x)
     case.inputs.append(f"diagonal: {diagonal}")
     case.run(f"print(torch.tril(x, {diagonal}))")
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     out, err = attempt(lambda: ops.tril(x.build(device), diagonal))
     if case.check_outcome(None if len(x.shape) >= 2 else ValueError("tril needs 2+ dims"), err, kind="tril_dims"):
         return

@@ -6,13 +6,12 @@ anything else is an error.  In-place ops never broadcast self.
 
 from __future__ import annotations
 
-import math
 import operator
 
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import backends, errors, reach, rules, semantics
+from conformance import device_ops, errors, reach, rules, semantics
 from conformance.failures import Case, attempt, show
 from conformance.tensors import TensorSpec
 from strategies import (
@@ -131,7 +130,7 @@ _WITH_NEGATIVE_SIZES = st.one_of(shape_tuples(1, 4), shape_tuples(1, 4), shape_t
 def test_broadcast_shapes_agrees_with_the_rules(shapes, as_int):
     """torch.broadcast_shapes returns the oracle's shape, and raises exactly when the rules forbid
     (incompatible sizes, a negative size)."""
-    ops = backends.for_device("cpu")
+    ops = device_ops.for_device("cpu")
     args = [s[0] if as_int and len(s) == 1 else s for s in shapes]
     case = Case("broadcast_shapes right-aligns; sizes equal or 1; 1 stretches (1 vs 0 gives 0)", "cpu")
     case.shapes = list(shapes)
@@ -167,7 +166,7 @@ def operand_specs(draw, shapes, dtype=None, kinds=None):
 def test_broadcast_tensors_agrees_with_the_rules(device, data):
     """broadcast_tensors gives every operand the broadcast shape, with each element taken
     from the input element the mapping names, and raises exactly when the shapes don't broadcast."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     shapes = data.draw(shape_tuples(2, 4), label="shapes")
     specs = data.draw(operand_specs(shapes), label="operands")
     case = Case("broadcast_tensors stretches each size-1 dimension to the broadcast size", device)
@@ -196,7 +195,7 @@ _OPERAND_COUNTS = st.integers(2, 4)
 @given(data=st.data())
 def test_broadcast_tensors_stretches_by_views(device, data):
     """Stretched dimensions are views: stride 0 and the same storage as the input, never a copy."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     shapes = data.draw(broadcastable_shapes(data.draw(_OPERAND_COUNTS)), label="shapes")
     specs = data.draw(operand_specs(shapes), label="operands")
     case = Case("broadcasting makes views: a stretched dimension has stride 0 and shares storage", device)
@@ -253,7 +252,7 @@ def _valid_expand_sizes(shape):
 def test_expand_agrees_with_the_one_way_rule(device, data):
     """x.expand(*sizes) succeeds exactly when x's shape broadcasts one-way to the resolved sizes
     (-1 keeps a size, only in existing dims), and then is a view holding the mapped elements."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     shape = data.draw(_EXPAND_SHAPES, label="shape")
     sizes = data.draw(_valid_expand_sizes(shape), label="sizes")
     dtype = data.draw(dtypes())
@@ -285,7 +284,7 @@ def _minus_one_in_new_dim_of_0d(shape, sizes):
 def test_expand_refuses_minus_one_in_new_dims_of_0d_tensors(device, sizes):
     """Every dimension of a 0-d tensor's expand is new, so -1 ("keep the size") is invalid in
     each of them and must raise, as it does for tensors with dims."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     case = Case("expand: a new dimension cannot be -1", device)
     case.inputs.append("x: a 0-d float32 tensor")
     case.run("x = torch.tensor(1.0)", f"y = x.expand({tuple(sizes)!r})", "print(y.shape)")
@@ -310,7 +309,7 @@ _TO_PAIRS = st.one_of(one_way_pairs(), one_way_pairs().map(lambda p: p[::-1]), i
 def test_broadcast_to_agrees_with_the_one_way_rule(device, data):
     """torch.broadcast_to(x, shape) succeeds exactly when x broadcasts one-way to shape,
     and then is a view holding the mapped elements."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     pair = data.draw(_TO_PAIRS, label="(shape, target)")
     shape, target = pair
     dtype = data.draw(dtypes())
@@ -360,7 +359,7 @@ def _binary_claims(op, dtypes):
 def test_binary_ops_broadcast_by_the_rules(device, name, data):
     """Elementwise binary ops give the broadcast shape, compute each element from the mapped
     input elements, and raise exactly when the shapes don't broadcast."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     call, code, shapes, dtype, a, b = _binary_case(ops, data, name)
     case = Case(f"{name} broadcasts its operands, then applies elementwise", device)
     case.tensor("a", a).tensor("b", b).run(f"print({code})")
@@ -384,7 +383,7 @@ def test_binary_ops_broadcast_by_the_rules(device, name, data):
 @given(data=st.data())
 def test_where_broadcasts_all_three_operands(device, data):
     """torch.where(cond, a, b) broadcasts cond, a and b together and picks a where cond is True."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     shapes = data.draw(shape_tuples(3, 3), label="shapes")
     dtype = data.draw(dtypes(), label="dtype")
     cond = data.draw(tensors(shapes[0], "bool"), label="cond")
@@ -423,7 +422,7 @@ def _inplace_claims(op):
 def test_inplace_ops_never_broadcast_self(device, name, data):
     """An in-place op succeeds exactly when broadcast(self, other) == self.shape; it returns
     self with its shape unchanged and the right values, and on error leaves self untouched."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     op, code, fn = INPLACE[name]
     self_shape, other_shape = data.draw(inplace_shape_pairs(), label="(self, other) shapes")
     dtype = data.draw(dtypes(ARITH), label="dtype")
@@ -461,7 +460,7 @@ def test_inplace_ops_never_broadcast_self(device, name, data):
 def test_layout_does_not_change_results(device, name, data):
     """An op on inputs in any memory layout (permuted, strided, offset, expanded) gives
     exactly the result it gives on contiguous copies of the same values."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     call, code, shapes, dtype, a, b = _binary_case(ops, data, name)
     case = Case("results depend on values, never on memory layout", device)
     case.tensor("a", a).tensor("b", b).run(f"out = {code}", "a, b = a.contiguous(), b.contiguous()",

@@ -12,14 +12,14 @@ import warnings
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import backends, errors, reach, rules, semantics
+from conformance import device_ops, errors, reach, rules, semantics
 from conformance.failures import Case, attempt, show
 from conformance.tensors import TensorSpec, layout_of, read
 from strategies import inplace_shape_pairs, masked_fill_args
 from strategies._cache import cached
 from strategies.layouts import WRITABLE, tensors
 from strategies.masks import bool_masks
-from strategies.values import FillValue, dtypes, elements, value_tensor_scalars
+from strategies.values import FillValue, dtypes, elements, value_tensor_scalars, values_or_edges
 
 pytestmark = [pytest.mark.ops("masked_fill", "masked_fill_"), pytest.mark.torch_tensors]
 
@@ -99,7 +99,7 @@ def fills(op, *, kinds=reach.LAYOUTS, errors=False, values=VALUE_KINDS, one_way=
 def test_masked_fill_matches_oracle(device, args):
     """x.masked_fill(mask, v) has shape broadcast(x, mask), holds v (cast to x's dtype) where
     the broadcast mask is True and x elsewhere, and raises exactly when v doesn't fit the dtype."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill: result shape broadcast(self, mask); value where mask is True", device,
                     x, mask, fill)
@@ -120,7 +120,7 @@ def test_masked_fill_matches_oracle(device, args):
 def test_masked_fill_leaves_input_untouched(device, args):
     """The out-of-place masked_fill leaves self bit-identical: values, shape, strides, offset,
     every byte of its storage and its version counter."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill (out-of-place) never modifies its input", device, x, mask, fill)
     case.run("print(x)  # must be unchanged")
@@ -134,7 +134,7 @@ def test_masked_fill_leaves_input_untouched(device, args):
 @given(args=masked_fill_args(fills=lambda dt: elements(dt).map(FillValue)))
 def test_masked_fill_result_does_not_share_storage(device, args):
     """The out-of-place result owns new memory: it never aliases self, even when nothing is masked."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill returns a new tensor that does not share storage with self", device,
                     x, mask, fill)
@@ -157,7 +157,7 @@ def test_masked_fill_result_does_not_share_storage(device, args):
                              .map(FillValue)))
 def test_masked_fill_inplace_returns_self(device, args):
     """x.masked_fill_(mask, v) returns x itself: the same object, storage, shape and strides."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill_ returns self (same object, same storage)", device, x, mask, fill,
                     op="masked_fill_")
@@ -180,7 +180,7 @@ def test_masked_fill_inplace_returns_self(device, args):
 def test_masked_fill_inplace_matches_oracle(device, args):
     """After x.masked_fill_(mask, v), x holds v (cast to its dtype) where the mask broadcast to
     x's shape is True and its old values elsewhere; an unrepresentable v raises."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill_ writes the value where the mask is True", device, x, mask, fill,
                     op="masked_fill_")
@@ -198,7 +198,7 @@ def test_masked_fill_inplace_matches_oracle(device, args):
 def test_masked_fill_inplace_advances_version_counter(device, args):
     """Every successful masked_fill_ advances self's version counter (autograd relies on it),
     even when the mask selects nothing."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill_ advances the version counter", device, x, mask, fill, op="masked_fill_")
     case.run("print(x._version)")
@@ -214,11 +214,10 @@ def test_masked_fill_inplace_advances_version_counter(device, args):
 def test_masked_fill_inplace_requires_one_way_broadcast(device, data):
     """masked_fill_ accepts a mask only if it broadcasts one-way to self's shape; otherwise it
     raises and self is unchanged."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     self_shape, mask_shape = data.draw(inplace_shape_pairs(), label="(self, mask) shapes")
     dtype = data.draw(dtypes(), label="dtype")
-    x = data.draw(tensors(self_shape, dtype, kinds=WRITABLE,
-                          elements=elements(dtype, allow_nan=True, allow_infinity=True, edges=True)), label="x")
+    x = data.draw(tensors(self_shape, dtype, kinds=WRITABLE, elements=data.draw(values_or_edges(dtype))), label="x")
     mask = data.draw(bool_masks(mask_shape), label="mask")
     fill = FillValue(data.draw(elements(dtype), label="value"))
     case = describe("masked_fill_ never broadcasts self: the mask must broadcast one-way to self",
@@ -241,7 +240,7 @@ def test_masked_fill_inplace_requires_one_way_broadcast(device, data):
 def test_masked_fill_inplace_through_view_reaches_base(device, args):
     """masked_fill_ on a view writes through to the base tensor at exactly the view's
     positions; storage outside the view is untouched."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     x, mask, fill = args
     case = describe("writing through a view reaches its base, and only the viewed elements", device,
                     x, mask, fill, op="masked_fill_")
@@ -262,7 +261,7 @@ def test_masked_fill_inplace_through_view_reaches_base(device, args):
 def test_masked_fill_inplace_and_out_of_place_agree(device, args):
     """For a mask that broadcasts one-way to self, x.clone().masked_fill_(m, v) and
     x.masked_fill(m, v) give the same values and raise on the same inputs, in every layout."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     x, mask, fill = args
     case = describe("masked_fill_ and masked_fill agree on every valid input", device, x, mask, fill)
     case.run("out_ = x.clone().masked_fill_(mask, value)", "print(out, out_)")
@@ -291,7 +290,7 @@ def _value_dtypes(dtype):
 def test_masked_fill_tensor_value_equals_python_scalar(device, data):
     """A 0-d tensor value gives the same result as the Python scalar it holds, and raises where
     that scalar raises."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     x, mask, _ = data.draw(masked_fill_args(one_way=True, self_kinds=WRITABLE), label="x, mask")
     vdtype = data.draw(_value_dtypes(x.dtype), label="value dtype")
     value = data.draw(value_tensor_scalars(vdtype), label="value")
@@ -322,7 +321,7 @@ def test_masked_fill_tensor_value_equals_python_scalar(device, data):
 def test_masked_fill_inplace_refuses_expanded_self(device, data):
     """masked_fill_ on an expanded (zero-stride) self raises: several elements share one memory
     location, and in-place ops refuse such tensors (add_ does)."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     x, mask, fill = data.draw(masked_fill_args(
         one_way=True, self_kinds=("expanded",), fills=lambda dt: elements(dt).map(FillValue)))
     if not any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape)):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import backends, reach, rules
+from conformance import device_ops, reach, rules
 from conformance.failures import Case, attempt
 from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, dtypes, non_bool_masks, tensors
@@ -72,7 +72,7 @@ _ZERO_D_VALUES = tuple(f"*.value:0-d {d}" for d in rules.DTYPES)
 @given(data=st.data())
 def test_masked_fill_rejects_non_bool_masks(device, op, data):
     """A mask of any dtype but bool (uint8 legacy masks included) raises, and self is unchanged."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     shape = data.draw(array_shapes(max_dims=4), label="shape")
     dtype = data.draw(dtypes(), label="dtype")
     x = data.draw(tensors(shape, dtype), label="x")
@@ -91,7 +91,7 @@ def test_masked_fill_rejects_non_bool_masks(device, op, data):
 def test_masked_fill_rejects_value_tensors_with_dims(device, op, data):
     """The value must be a Python scalar or a 0-d tensor; a tensor with dim > 0 raises,
     even with a single element."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     shape = data.draw(array_shapes(max_dims=4), label="shape")
     dtype = data.draw(dtypes(), label="dtype")
     x = data.draw(tensors(shape, dtype), label="x")
@@ -111,7 +111,7 @@ def test_masked_fill_value_conversion_follows_cast_rules(device, op, data):
     """The value is converted to self's dtype as c10 converts scalars: bool takes truthiness,
     ints truncate floats toward zero, floats round (half types via float32) and keep nan/inf;
     a value outside the dtype's range, or nan/inf into an int, raises."""
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     dtype = data.draw(dtypes(), label="dtype")
     shape = data.draw(array_shapes(max_dims=2, min_side=1, max_side=3), label="shape")
     x = data.draw(tensors(shape, dtype, kinds=("contiguous",)), label="x")

@@ -12,54 +12,21 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from conformance import backends, profiles, reach, rules, tolerances
-from conformance.failures import Case, close_with
-from conformance.implementations import FLOATS, IMPLEMENTATIONS
+from conformance import profiles, reach, rules, tolerances
+from conformance.failures import close_with
+from conformance.implementations import IMPLEMENTATIONS
+from conformance.softmax_checks import check_against_oracle, describe, rows, run
 from conformance.tensors import TensorSpec, read
-from strategies import array_shapes, booleans, elements, keep_masks, logits
+from strategies import elements
 from strategies._cache import cached, integers, sampled_from
-from strategies.layouts import element_lists, relayout
-from strategies.values import WIDE, dtypes, logit_widths, mapped, shift_range
+from strategies.layouts import element_lists
+from strategies.softmax import softmax_inputs
+from strategies.values import WIDE, mapped, shift_range
 
 IMPLS = sorted(IMPLEMENTATIONS)
 _GRADS = mapped(st.integers(-4, 4), float)
 pytestmark = [pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].ops for n in IMPLS}),
               pytest.mark.torch_tensors]
-MAX_ELEMENTS = 2048  # a row may still be 4096 wide: then it is the only one
-_VIEWS = booleans()
-
-
-@cached
-@st.composite
-def softmax_inputs(draw, impl, *, kind=None, patterns=None, wide=True, any_dim=False, min_dims=1):
-    """(logits, keep, dim) for `impl`: a row width (some > 1024), up to 3 other small dims,
-    the softmax dim anywhere (negative too) when `any_dim` and the idiom allows it."""
-    dtype = draw(dtypes(FLOATS))
-    width = draw(logit_widths(wide=wide, max_width=impl.max_width, min_width=impl.min_width))
-    other = draw(array_shapes(min_dims=max(min_dims - 1, 0), max_dims=3, min_side=1, max_side=4,
-                              max_elements=max(1, MAX_ELEMENTS // max(width, 1))))
-    pos = draw(integers(0, len(other))) if any_dim and impl.any_dim else len(other)
-    shape = (*other[:pos], width, *other[pos:])
-    dim = draw(sampled_from((pos, pos - len(shape)))) if any_dim else -1
-    kind = kind or ("ordinary" if not impl.extreme else None)
-    x = draw(logits(shape, dtype, kind=kind))
-    keep = draw(keep_masks(shape, dim, **({"patterns": patterns} if patterns else {})))
-    if draw(_VIEWS):  # half the inputs are views: permuted, strided, at an offset, expanded
-        x, keep = relayout(draw, x, canary=math.nan), relayout(draw, keep)
-    return x, keep, dim
-
-
-def describe(rule, device, impl, x, keep, dim):
-    case = Case(rule, device).tensor("x", x).tensor("keep", keep)
-    return case.run(*impl.setup(x.shape[-1]), f"p = {impl.code(dim)}", "print(p)")
-
-
-def run(impl, x, keep, dim, device, requires_grad=False):
-    t, k = x.build(device, requires_grad=requires_grad), keep.build(device)
-    reach.note_tensor("logits", t)
-    reach.note_tensor("keep", k)
-    reach.note_softmax("logits", t, dim)
-    return t, impl(backends.for_device(device), t, k, dim)
 
 
 def claiming(own, shared=lambda impl: (), names=IMPLS):
@@ -79,7 +46,7 @@ def _common(impl, *, wide=True, rows=reach.MASK_ROWS):
     # property claims the permuted layout across its idioms (`_every_width`), each softmax
     # kernel in test_softmax_kernels
     kinds = tuple(k for k in reach.LAYOUTS if k != "permuted")
-    return (*reach.layouts("logits", kinds), *reach.dtypes("logits", FLOATS),
+    return (*reach.layouts("logits", kinds), *reach.dtypes("logits", rules.FLOAT_DTYPES),
             *reach.of("keep", *(f"rows:{r}" for r in rows)), *reach.ranges("logits.width", top, impl.min_width))
 
 
@@ -126,19 +93,17 @@ def _gradients(impl):
     return tuple(c for c in _common(impl, rows=("one", "prefix", "all")) if not c.startswith("logits.width:"))
 
 
-def rows(x, keep, dim, oracle=True):
-    """(positions, logits, keep flags, oracle probabilities) for each softmax row; the
-    probabilities are None for a row softmax leaves undefined (no kept entry above -inf).
-    With `oracle=False` they are not computed (True for a defined row): for the checks that
-    only need to know which rows count."""
-    for row in rules.rows_along(x.shape, dim):
-        vals = rules.row_values(x.values, row)
-        kp = rules.row_values(keep.values, row)
-        yield row, vals, kp, (rules.softmax(vals, kp) if oracle else
-                              rules.softmax_defined(vals, kp) or None)
-
-
 # --------------------------------------------------------------------------- row rules
+
+
+def _defined_rows(data, impl_name, rule, device):
+    """(case, logits, the idiom's output, [(row positions, keep flags)] of each row softmax
+    defines) for inputs drawn from `softmax_inputs`."""
+    impl = IMPLEMENTATIONS[impl_name]
+    x, keep, dim = data.draw(softmax_inputs(impl), label="logits, keep, dim")
+    case = describe(rule, device, impl, x, keep, dim)
+    _, out = run(impl, x, keep, dim, device)
+    return case, x, read(out), [(row, kp) for row, _, kp, want in rows(x, keep, dim, oracle=False) if want is not None]
 
 
 @pytest.mark.parametrize("impl_name", claiming(_common, _every_width))
@@ -146,14 +111,8 @@ def rows(x, keep, dim, oracle=True):
 def test_masked_softmax_rows_sum_to_one(device, impl_name, data):
     """Every row with at least one kept entry sums to 1 (fsum of the outputs) within the
     per-dtype tolerance."""
-    impl = IMPLEMENTATIONS[impl_name]
-    x, keep, dim = data.draw(softmax_inputs(impl), label="logits, keep, dim")
-    case = describe("rows with any unmasked entry sum to 1", device, impl, x, keep, dim)
-    _, out = run(impl, x, keep, dim, device)
-    got = read(out)
-    for row, _, kp, want in rows(x, keep, dim, oracle=False):
-        if want is None:
-            continue
+    case, x, got, kept_rows = _defined_rows(data, impl_name, "rows with any unmasked entry sum to 1", device)
+    for row, kp in kept_rows:
         total = math.fsum(rules.row_values(got, row))
         tol = tolerances.row_sum(x.dtype, len(row))
         if not abs(total - 1.0) <= tol:
@@ -166,32 +125,12 @@ def test_masked_softmax_rows_sum_to_one(device, impl_name, data):
 @given(data=st.data())
 def test_masked_softmax_masked_entries_are_zero(device, impl_name, data):
     """In every row with at least one kept entry, each masked entry is exactly 0."""
-    impl = IMPLEMENTATIONS[impl_name]
-    x, keep, dim = data.draw(softmax_inputs(impl), label="logits, keep, dim")
-    case = describe("masked entries get exactly 0 probability", device, impl, x, keep, dim)
-    _, out = run(impl, x, keep, dim, device)
-    got = read(out)
-    for row, _, kp, want in rows(x, keep, dim, oracle=False):
-        if want is None:
-            continue
+    case, _, got, kept_rows = _defined_rows(data, impl_name, "masked entries get exactly 0 probability", device)
+    for row, kp in kept_rows:
         leaks = [(j, got[p]) for j, (p, k) in enumerate(zip(row, kp)) if not k and got[p] != 0.0]
         if leaks:
             case.fail(f"{len(leaks)} masked entries of a row got probability", expected="0.0",
                       actual=", ".join(f"entry {j}: {v!r}" for j, v in leaks[:5]))
-
-
-def check_against_oracle(case, x, keep, dim, got, what="probabilities differ from the oracle"):
-    for row, _, kp, want in rows(x, keep, dim):
-        if want is None:
-            continue
-        vals = rules.row_values(got, row)
-        bad = [v for v in vals if not math.isfinite(v)]
-        if bad:
-            case.fail("a row with kept entries has non-finite probabilities", expected="finite",
-                      actual=bad[:5])
-        tol = tolerances.probabilities(x.dtype, len(row))
-        case.check_values(vals, want, (len(row),), what=f"{what} ({tol})", close=close_with(tol),
-                          extra=f"row at flat positions {list(row[:6])}...")
 
 
 @pytest.mark.parametrize("impl_name", claiming(_common, _every_width))

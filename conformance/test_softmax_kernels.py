@@ -13,21 +13,21 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
-from conformance import backends, reach, rules
+from conformance import device_ops, reach, rules
 from conformance.failures import Case, attempt
-from conformance.implementations import FLOATS, IMPLEMENTATIONS, IDENTITY_WIDTH, _identity
+from conformance.implementations import IMPLEMENTATIONS, IDENTITY_WIDTH, identity
+from conformance.softmax_checks import check_against_oracle
 from conformance.tensors import TensorSpec, read
-from conformance.test_masked_softmax import check_against_oracle, softmax_inputs
 from strategies import array_shapes, keep_masks, logits
 from strategies._cache import integers, sampled_from
 from strategies.layouts import relayout
+from strategies.softmax import MAX_ELEMENTS, softmax_inputs
 from strategies.values import dtypes, logit_widths
 
 pytestmark = pytest.mark.torch_tensors
 IMPLS = sorted(IMPLEMENTATIONS)
-MAX_ELEMENTS = 2048  # a row may still be 4096 wide: then it is the only one
 SDPA_ELEMENTS = 1024  # SDPA's identity trick costs rows x width^2
 _ZERO_D = integers(0, 15)
 
@@ -46,7 +46,7 @@ def _kernel_claims(op):
     widest = IDENTITY_WIDTH if sdpa else 4096
     return (*reach.layouts(f"{op}.{arg}"), *(reach.layouts(f"{op}.{mask}") if mask else ()),
             f"{op}.{arg}.{'numel:0' if sdpa else 'ndim:0'}",
-            *reach.dtypes(f"{op}.{arg}", FLOATS), *reach.ranges(f"{op}.{'S' if mask == 'attn_mask' else 'width'}",
+            *reach.dtypes(f"{op}.{arg}", rules.FLOAT_DTYPES), *reach.ranges(f"{op}.{'S' if mask == 'attn_mask' else 'width'}",
                                                                widest, 1))
 
 
@@ -54,7 +54,7 @@ def _kernel_claims(op):
 def kernel_inputs(draw, op):
     """(logits, keep, dim) for `op`, both in layouts drawn from every kind: SDPA's logits are the
     query (1, rows, width) of the identity trick, softmax's keep every entry."""
-    dtype = draw(dtypes(FLOATS))
+    dtype = draw(dtypes(rules.FLOAT_DTYPES))
     sdpa = op == "scaled_dot_product_attention"
     width = draw(logit_widths(max_width=IDENTITY_WIDTH if sdpa else 4096, min_width=1))
     if sdpa:
@@ -81,7 +81,7 @@ def test_softmax_kernels_read_views_by_their_strides(device, op, data):
     (permuted, strided, at an offset, expanded; 0-d too) keep their shape and match the
     oracle's softmax of the values the views show."""
     x, keep, dim = data.draw(kernel_inputs(op), label="logits, keep, dim")
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     case = Case(f"{op} reads its inputs by their strides", device).tensor("x", x).tensor("keep", keep)
     code = KERNELS[op][2].format(dim=dim)
     case.run(*(["import torch.nn.functional as F", f"I = torch.eye({x.shape[-1]}, dtype=x.dtype)"]
@@ -92,7 +92,7 @@ def test_softmax_kernels_read_views_by_their_strides(device, op, data):
     elif op == "masked_softmax":
         out = ops.masked_softmax(t, dim, k)
     else:
-        eye = _identity(x.shape[-1], t.dtype, t.device)
+        eye = identity(x.shape[-1], t.dtype, t.device)
         out = ops.scaled_dot_product_attention(t, eye[None], eye[None], attn_mask=k, scale=1.0)
     if tuple(out.shape) != x.shape:
         case.fail(f"{op} changed the shape", expected=x.shape, actual=tuple(out.shape))
@@ -114,13 +114,12 @@ def test_masked_softmax_spreads_a_kept_nan_to_its_row(device, impl_name, data):
     impl = IMPLEMENTATIONS[impl_name]
     x, keep, dim = data.draw(softmax_inputs(impl, kind="ordinary", wide=False), label="logits, keep, dim")
     kept = [p for p, k in enumerate(keep.values) if k]
-    if not kept:
-        return  # nothing kept anywhere: no row to spread a nan in (the policy properties cover them)
+    assume(kept)  # nothing kept anywhere: no row to spread a nan in (the policy properties cover them)
     at = kept[data.draw(integers(0, len(kept) - 1), label="nan position")]
     poisoned = TensorSpec.contiguous(x.shape, x.dtype, [math.nan if p == at else v for p, v in enumerate(x.values)])
     case = Case("a kept nan spreads to its whole row, and no further", device)
     case.tensor("x", poisoned).tensor("keep", keep).run(*impl.setup(x.shape[-1]), f"p = {impl.code(dim)}", "print(p)")
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     reach.note_tensor("logits", t := poisoned.build(device))
     got = read(impl(ops, t, keep.build(device), dim))
     for row in rules.rows_along(x.shape, dim):
@@ -148,7 +147,7 @@ def test_masked_softmax_refuses_what_it_cannot_apply(device, impl_name, data):
     impl = IMPLEMENTATIONS[impl_name]
     x, keep, dim = data.draw(softmax_inputs(impl, kind="ordinary", wide=False, any_dim=True, min_dims=2),
                              label="logits, keep, dim")
-    ops = backends.for_device(device)
+    ops = device_ops.for_device(device)
     breakable = [d for d, n in enumerate(x.shape) if n != 1]  # a 1 in x stretches: out-of-place masking broadcasts
     if breakable:
         bad_dim = breakable[data.draw(integers(0, len(breakable) - 1), label="dim to break")]

@@ -16,14 +16,9 @@ significant digits, so the page does not depend on the last bit of a CPU's kerne
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-MARKDOWN = ROOT / "docs" / "atlas.md"
-HTML = ROOT / "docs" / "atlas.html"
 PROPERTIES = "../conformance/"  # property links are relative to docs/
 
 
@@ -328,12 +323,3 @@ def html(version: str, situations: list[Situation]) -> str:
                      f"<td>{esc(c.policy)}</td><td><a href=\"{esc(PROPERTIES + module)}\">{esc(name)}</a></td></tr>")
         b.append("</tbody></table>")
     return html_page(f"Mask atlas: torch {version}", "\n".join(b))
-
-
-def main(argv: list[str] | None = None) -> int:
-    from reports.__main__ import main as cli
-    return cli(["atlas", *(argv if argv is not None else sys.argv[1:])])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -58,3 +58,23 @@ def capture(devices: list[dict], profile: dict, workers: int) -> dict:
         "hypothesis": profile,
         "workers": workers,
     }
+
+
+def expectations(backend) -> dict:
+    """What the report records of the version-aware tables for the running torch: the policy of
+    each API, which features the release has, and the kernels `backend` declares missing."""
+    from dataclasses import asdict
+
+    from conformance import attention_apis as apis
+    from conformance.releases import holds, torch_version
+
+    policies = []
+    for api in dict.fromkeys(p.api for p in apis.POLICIES):
+        try:
+            policies.append(asdict(apis.policy(api)))
+        except LookupError:  # the table has no policy for this release: the property says so
+            pass
+    return {"torch": str(torch_version()), "policies": policies,
+            "features": {name: apis.has(name) is None for name in apis.FEATURES},
+            "missing": [{**asdict(m), "ops": list(m.ops), "dtypes": list(m.dtypes), "devices": list(m.devices)}
+                        for m in backend.missing if holds(m.torch)]}

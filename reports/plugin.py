@@ -21,14 +21,13 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from hypothesis.errors import UnsatisfiedAssumption
-from hypothesis.internal.conjecture.data import StopTest
 
 from conformance import deviations as dev
 from conformance import devices as devmod
-from conformance import backends, failures, profiles, reach, releases, semantics
+from conformance import backends, failures, profiles, reach, semantics
 from conformance.capabilities import CapabilityGap
 from reports import environment, inflight, render, schema
+from strategies import hypothesis_internals
 
 PAYLOAD = "conformance-report"
 CHECKED = "conformance-checked"  # examples a test checked, sent with or without a report
@@ -61,29 +60,7 @@ def deviation_files(config) -> list[Path]:
     return [Path(p.strip()) for p in option.split(",") if p.strip()]
 
 
-# Calls Hypothesis throws away before the body checks anything: a filter it could not satisfy,
-# an `assume`, a replayed choice sequence that ran out (StopTest: how Hypothesis ends a call).
-_DISCARDED = (StopTest, UnsatisfiedAssumption)
-_DRAW_TIME = [0.0]  # seconds spent in DataObject.draw in this process (generation in the body)
-
-
-def _time_draws() -> None:
-    """Time ``data.draw`` so the report can split a body's time into generation and work."""
-    from hypothesis.strategies._internal.core import DataObject
-
-    if getattr(DataObject.draw, "_timed", False):
-        return
-    draw = DataObject.draw
-
-    @functools.wraps(draw)
-    def timed(self, *args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return draw(self, *args, **kwargs)
-        finally:
-            _DRAW_TIME[0] += time.perf_counter() - t
-    timed._timed = True
-    DataObject.draw = timed
+_DRAW_TIME = [0.0]  # seconds spent in data.draw in this process (generation in the body)
 
 
 def _now() -> str:
@@ -259,7 +236,7 @@ class ReportPlugin:
         self.deviation_files = deviation_files(config)
         self.deviations = dev.load(self.deviation_files)
         if self.enabled:
-            _time_draws()
+            hypothesis_internals.time_draws(_DRAW_TIME)
         self.recorder = None
         self.last_case = None
         self.calls = 0
@@ -315,7 +292,6 @@ class ReportPlugin:
             from hypothesis import reproduce_failure
             version, _, data = blob.partition(":")
             reproduce_failure(version, data.encode())(item.obj)
-        inner = handle.inner_test
         self.calls, self.discarded, self.body_time, self.last_case = 0, 0, 0.0, None
         self.compiled = None
         self.draw_start = _DRAW_TIME[0]
@@ -333,62 +309,63 @@ class ReportPlugin:
         self.deviated = None if narrowed is None else {"inputs": list(narrowed.inputs), "in_scope": 0,
                                                        "examples": 0, "first": None}
 
-        @functools.wraps(inner)
-        def counted(*args, **kwargs):
-            self.last_case = None
-            t = time.perf_counter()
-            # every example is classified until the test has reached every class it claims, then
-            # one in CLASSIFY_EVERY (classifying every op call costs a sixth of the gate); all of
-            # them under a narrowed deviation entry, which is judged by each example's classes
-            record = narrowed is not None or not self.pending.done or self.calls % reach.CLASSIFY_EVERY == 0
-            if record:
-                reach.begin()
-            try:
-                result = inner(*args, **kwargs)
-            except CapabilityGap as gap:  # not checked: the backend has no kernel for it
+        def counting(inner):
+            @functools.wraps(inner)
+            def counted(*args, **kwargs):
+                self.last_case = None
+                t = time.perf_counter()
+                # every example is classified until the test has reached every class it claims, then
+                # one in CLASSIFY_EVERY (classifying every op call costs a sixth of the gate); all of
+                # them under a narrowed deviation entry, which is judged by each example's classes
+                record = narrowed is not None or not self.pending.done or self.calls % reach.CLASSIFY_EVERY == 0
                 if record:
-                    reach.end()
-                self._gap(gap)
-                self.calls += 1
-                return None
-            except _DISCARDED:
-                if record:
-                    reach.end()
-                self.discarded += 1
-                raise
-            except failures.ConformanceFailure as failure:
-                classes = reach.end() if record else set()
-                self.calls += 1
-                if narrowed is not None and narrowed.covers(classes):  # known: counted, not checked
-                    self.deviated["in_scope"] += 1
-                    self.deviated["examples"] += 1
-                    self.deviated["first"] = self.deviated["first"] or str(failure).splitlines()[0][:300]
+                    reach.begin()
+                try:
+                    result = inner(*args, **kwargs)
+                except CapabilityGap as gap:  # not checked: the backend has no kernel for it
+                    if record:
+                        reach.end()
+                    self._gap(gap)
+                    self.calls += 1
                     return None
+                except hypothesis_internals.DISCARDED:  # thrown away before the body checks anything
+                    if record:
+                        reach.end()
+                    self.discarded += 1
+                    raise
+                except failures.ConformanceFailure as failure:
+                    classes = reach.end() if record else set()
+                    self.calls += 1
+                    if narrowed is not None and narrowed.covers(classes):  # known: counted, not checked
+                        self.deviated["in_scope"] += 1
+                        self.deviated["examples"] += 1
+                        self.deviated["first"] = self.deviated["first"] or str(failure).splitlines()[0][:300]
+                        return None
+                    if record:
+                        self._reached(classes)
+                    raise
+                except BaseException:
+                    if record:
+                        self._reached(reach.end())
+                    self.calls += 1
+                    raise
+                finally:
+                    self.body_time += time.perf_counter() - t
                 if record:
+                    classes = reach.end()
                     self._reached(classes)
-                raise
-            except BaseException:
-                if record:
-                    self._reached(reach.end())
+                    if narrowed is not None and narrowed.covers(classes):
+                        self.deviated["in_scope"] += 1
                 self.calls += 1
-                raise
-            finally:
-                self.body_time += time.perf_counter() - t
-            if record:
-                classes = reach.end()
-                self._reached(classes)
-                if narrowed is not None and narrowed.covers(classes):
-                    self.deviated["in_scope"] += 1
-            self.calls += 1
-            return result
+                return result
+            return counted
 
-        handle.inner_test = counted
         device = _params_of(item).get("device")
         before = backends.compiles([device] if device else [])
         try:
-            yield
+            with hypothesis_internals.wrapped_body(item.obj, counting):
+                yield
         finally:
-            handle.inner_test = inner
             after = backends.compiles([device] if device else []) if before is not None else None
             self.compiled = None if after is None else after - before
 
@@ -480,7 +457,7 @@ class ReportPlugin:
                     "selection": selection(config, backend, selected, profile["profile"], env["torch"]),
                     "devices_considered": considered,
                     "planned": None, "not_run": [], "report_dir": str(self.out)},
-            "environment": env, "expectations": releases.expectations(backend), "counts": {},
+            "environment": env, "expectations": environment.expectations(backend), "counts": {},
             "deviations": {"files": [str(p) for p in self.deviation_files], "entries": []},
             "results": [],
         }

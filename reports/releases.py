@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tox -e matrix --", description=__doc__.split("\n\n")[0])
     parser.add_argument("releases", nargs="+", metavar="RELEASE", help="torch releases, e.g. 2.4.1 2.13.0")
     parser.add_argument("--into", type=Path, default=DEFAULT_INTO,
-                        help="where the reports and the rendered matrix go (default: reports/out/releases)")
+                        help="where each release's report is kept (default: reports/out/releases); the matrix goes to "
+                             "reports/out/releases unless --markdown / --html say where")
     parser.add_argument("--markdown", type=Path, help="write the matrix here too (e.g. docs/releases.md)")
     parser.add_argument("--html", type=Path, help="write the HTML matrix here too (e.g. docs/releases.html)")
     args, extra = parser.parse_known_args(argv)

@@ -19,7 +19,7 @@ from conformance import attention_apis as apis
 from conformance import deviations as dev
 from conformance import releases
 from conformance.capabilities import CapabilityGap, Missing, gap_of
-from reports import compare, matrix, schema
+from reports import compare, environment, matrix, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINES = ROOT / "reports" / "baselines"
@@ -188,7 +188,7 @@ def _baseline() -> dict:
     from conformance import backends
 
     doc = copy.deepcopy(schema.load(compare.BASELINE))
-    doc.setdefault("expectations", releases.expectations(backends.load("torch")))
+    doc.setdefault("expectations", environment.expectations(backends.load("torch")))
     return doc
 
 

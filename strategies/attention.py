@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from conformance import rules
 from conformance.attention import ALIGNMENTS, LogicalMask
 from conformance.tensors import TensorSpec
 from strategies import buckets
@@ -23,7 +24,7 @@ from strategies.layouts import draw_elements
 from strategies.values import mapped
 
 COMPONENTS = ("key_padding", "query_padding", "causal", "window", "documents", "per_head")
-FLOATS = ("float16", "bfloat16", "float32", "float64")
+FLOATS = rules.FLOAT_DTYPES
 # where SDPA's kernels tile over keys (the CPU flash kernel's key blocks, vector widths): a few
 # rows past 1024 and 2048 keys, with one or two queries so that the oracle stays cheap
 WIDE_S = (1023, 1024, 1025, 2047, 2048, 2049)

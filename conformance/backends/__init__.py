@@ -72,16 +72,9 @@ import importlib
 import types
 from typing import Callable
 
+from conformance import session
 from conformance.devices import device_type
-
-OPS = ("broadcast_shapes", "broadcast_tensors", "expand", "broadcast_to", "add", "mul", "eq", "lt",
-       "where", "add_", "sub_", "mul_", "iadd", "masked_fill", "masked_fill_", "softmax",
-       "masked_softmax", "scaled_dot_product_attention", "tril", "multihead_attention",
-       "transformer_encoder", "flex_attention")
-ARRAY_FUNCTIONS = ("from_spec", "to_list", "shape", "strides", "shares_memory")
-SETTINGS = ("NAME", "DTYPES", "MISSING", "DEVICES", "DEVIATIONS", "DIFFERENTIAL", "ERRORS", "REPRODUCE", "COMPILES",
-            "TRACED")
-HOOKS = ("reset",)
+from conformance.ops import ARRAY_FUNCTIONS, HOOKS, OPS, SETTINGS
 
 BUILTIN = {
     "torch": "conformance.backends.torch_eager",
@@ -128,6 +121,7 @@ class Backend:
 
         self.namespace = namespace
         self.spec = spec
+        self.builtin = spec in BUILTIN
         self.name = str(getattr(namespace, "NAME", spec))
         self.dtypes = tuple(getattr(namespace, "DTYPES", rules.DTYPES))
         self.device_types = getattr(namespace, "DEVICES", None)
@@ -174,28 +168,6 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<backend {self.name} ({self.spec})>"
-
-
-class OpWrapper:
-    """The ops of `ops` (a backend, or another wrapper), each wrapped on first use by the
-    subclass's ``_wrap(name, target)`` and kept; attributes that are not ops pass through.
-    `conformance.reach.Observed` and `conformance.capabilities.Capable` are the two layers."""
-
-    def __init__(self, ops):
-        self._ops = ops
-        self._wrapped: dict = {}
-
-    def __getattr__(self, name):
-        target = getattr(self._ops, name)
-        if name not in OPS or not callable(target):
-            return target
-        fn = self._wrapped.get(name)
-        if fn is None:
-            fn = self._wrapped[name] = self._wrap(name, target)
-        return fn
-
-    def _wrap(self, name: str, target: Callable) -> Callable:
-        raise NotImplementedError
 
 
 def _nothing() -> None:
@@ -258,7 +230,6 @@ def compiles(devices) -> int | None:
 
 _active: Backend | None = None
 _differential = "auto"
-_per_device: dict[str, object] = {}
 
 
 def activate(backend: Backend, differential: str = "auto") -> None:
@@ -267,10 +238,11 @@ def activate(backend: Backend, differential: str = "auto") -> None:
     if differential not in ("auto", "on", "off"):
         raise BackendError(f"--differential {differential}: choose auto, on or off")
     _active, _differential = backend, differential
-    _per_device.clear()
+    session.set_current(backend)
 
 
 def active() -> Backend:
+    """The backend the properties call (torch eager until `activate` names another)."""
     if _active is None:
         activate(load(DEFAULT))
     return _active
@@ -282,25 +254,3 @@ def differential_on(device: str) -> bool:
     if _differential == "off" or not backend.torch_arrays:
         return False
     return _differential == "on" or device_type(device) != "cpu" or backend.differential
-
-
-def for_device(device: str):
-    """The ops the properties call on `device`: the backend, checked op by op against torch
-    eager on CPU where the differential is on, each call's input classes recorded, and an
-    undeclared "not implemented for <dtype>" raised as a `conformance.capabilities.CapabilityGap`."""
-    ops = _per_device.get(device)
-    if ops is None:
-        from conformance.capabilities import Capable
-        from conformance.reach import Observed
-
-        from conformance.backends import reproduce
-
-        ops = active()
-        if active().torch_arrays and reproduce.header(active()) is not None:
-            ops = reproduce.Recorded(ops)  # each call's arguments, for the failure's snippet
-        if differential_on(device):
-            from conformance.backends.differential import Differential
-            ops = Differential(ops, load(DEFAULT), device)
-        ops = Capable(ops, active(), device)
-        ops = _per_device[device] = Observed(ops, active().torch_arrays)  # input classes: conformance.reach
-    return ops

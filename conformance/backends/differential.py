@@ -15,7 +15,7 @@ import math
 import torch
 
 from conformance import attention_apis, failures, semantics, tolerances
-from conformance.backends import OPS, Backend
+from conformance.ops import OpWrapper
 from conformance.tensors import DTYPE_NAMES, read
 
 
@@ -49,28 +49,19 @@ def _reference_kernel(op, ref_device, device):
     return attention_apis.pinned(kernel if kernel in attention_apis.kernels_for(ref_device) else "math")
 
 
-class Differential:
-    """`backend` on `device`, checked op by op against `reference` on `ref_device`."""
+class Differential(OpWrapper):
+    """`backend` (a backend or a wrapper of one) on `device`, checked op by op against `reference`
+    (a backend) on `ref_device`; what is not an op passes through to `backend`."""
 
-    def __init__(self, backend: Backend, reference: Backend, device: str, ref_device: str = "cpu"):
+    def __init__(self, backend, reference, device: str, ref_device: str = "cpu"):
+        super().__init__(backend)
         self.backend, self.reference = backend, reference
         self.device, self.ref_device = device, ref_device
         self.name = f"{backend.name} vs {reference.name} on {ref_device}"
-        for op in OPS:
-            fn = getattr(backend, op)
-            checked = backend.implements(op) and reference.implements(op) and op not in UNCHECKED
-            setattr(self, op, self._checked(op, fn) if checked else fn)
 
-    def __getattr__(self, name):
-        # what is not an op (settings, the array functions) is the backend's, whatever layers it
-        # is wrapped in (reproduce.Recorded keeps none of them in its own attributes)
-        return getattr(self.backend, name)
-
-    def implements(self, op):
-        return self.backend.implements(op)
-
-    def runs_on(self, device):
-        return self.backend.runs_on(device)
+    def _wrap(self, op, fn):
+        checked = self.backend.implements(op) and self.reference.implements(op) and op not in UNCHECKED
+        return self._checked(op, fn) if checked else fn
 
     def _checked(self, op, fn):
         ref_fn = getattr(self.reference, op)

@@ -2,7 +2,8 @@
 
 A failure's standalone snippet is written as torch eager code (what the rule means).  For a
 backend that is not torch eager, that snippet alone shows correct output: the bug is in the
-backend.  So every op call the backend receives is recorded in the example's `Case`, with its
+backend.  So every op call the backend receives is recorded in the example's `Case`
+(`conformance.device_ops.Recorded` keeps each `call`), with its
 tensors exactly as passed (dtype, device, shape, strides, offset, the whole storage), and the
 snippet ends with the same calls through the backend, each printed.
 
@@ -16,9 +17,6 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from dataclasses import dataclass
-from typing import Callable
-
-from conformance.backends import BUILTIN, OpWrapper
 
 MAX_CALLS = 8  # the last calls of an example that a snippet repeats
 
@@ -77,28 +75,16 @@ def _snapshot(value, named=None):
     return ("opaque", f"a {type(value).__module__}.{type(value).__qualname__}")
 
 
-class Recorded(OpWrapper):
-    """The backend's ops, each call recorded in the current example's Case (for its snippet)."""
-
-    def _wrap(self, name: str, target: Callable) -> Callable:
-        from conformance import failures
-
-        def fn(*args, **kwargs):
-            case = failures.current_case()
-            if case is not None:
-                calls = case.backend_calls
-                named = case.named
-                calls.append(Call(name, [_snapshot(a, named) for a in args],
-                                  {k: _snapshot(v, named) for k, v in kwargs.items()}))
-                del calls[:-MAX_CALLS]
-            return target(*args, **kwargs)
-        return fn
+def call(op: str, args, kwargs, named=None) -> Call:
+    """The call of `op` as passed, its tensors copied before the op runs (an in-place op changes
+    them); `named`: the tensors the snippet already makes, by id."""
+    return Call(op, [_snapshot(a, named) for a in args], {k: _snapshot(v, named) for k, v in kwargs.items()})
 
 
 def header(backend, ops=()) -> str | None:
     """Code that binds ``backend`` to the backend under test (with `ops` at least); None for
     torch eager itself."""
-    if backend.spec == "torch" or (backend.spec in BUILTIN and not hasattr(backend.namespace, "REPRODUCE")):
+    if backend.spec == "torch" or (backend.builtin and not hasattr(backend.namespace, "REPRODUCE")):
         return None
     own = getattr(backend.namespace, "REPRODUCE", None)
     if callable(own):
