@@ -1,4 +1,4 @@
-"""Command line: ``python -m reports {atlas,compare,matrix,replay,render,validate} ...``.
+"""Command line: ``python -m reports {atlas,compare,matrix,replay,render,thin,validate} ...``.
 
 Exit codes: 0 success (compare: no regression, no lost coverage, every claimed input class
 reached; replay: the failure reproduced; merge: the shards make a whole), 1 the answer is no
@@ -112,6 +112,41 @@ def cmd_replay(args) -> int:
                          extra=args.pytest_args)
 
 
+def thin_claims(doc: dict, share: float, at_least: int) -> list[tuple[str, str, int, int]]:
+    """(test id, claim, classified examples that reached it, classified examples) of every claim
+    a test reached in fewer than max(`at_least`, `share`) of its classified examples: the claims an
+    edit that re-draws the examples may leave under their margin.  Counts are of the classified
+    examples (every example until each claim has its margin, then one in eight:
+    `conformance.reach.CLASSIFY_EVERY`), so the share is what is compared."""
+    from conformance.reach import claim_count
+
+    out = []
+    for r in doc["results"]:
+        reach = r.get("reach") or {}
+        n = reach.get("classified") or reach.get("checked") or 0
+        if not n:
+            continue
+        counts = reach.get("counts") or {}
+        for claim in reach.get("claimed") or ():
+            got = claim_count(claim, counts)
+            if got < max(at_least * n / (reach.get("checked") or n), share * n):
+                out.append((r["id"], claim, got, n))
+    return sorted(out, key=lambda t: (t[2] / t[3], t[0], t[1]))
+
+
+def cmd_thin(args) -> int:
+    doc = schema.load(args.report)
+    rows = thin_claims(doc, args.share, args.at_least)
+    total = sum(len((r.get("reach") or {}).get("claimed") or ()) for r in doc["results"])
+    print(f"{len(rows)} of {total} claims reached by fewer than max({args.at_least} of the checked, {args.share:.0%}) "
+          f"of their test's classified examples")
+    for test, claim, got, n in rows[:args.most]:
+        print(f"  {got:4d}/{n:<4d} classified  {claim[:100]}  {test}")
+    if len(rows) > args.most:
+        print(f"  ... {len(rows) - args.most} more (--most)")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("report")
     p.add_argument("--out", metavar="DIR", help="where to write them (default: beside the report)")
     p.set_defaults(run=cmd_render)
+    p = sub.add_parser("thin", help="the claims REPORT reached in few of their examples: those an edit that "
+                                    "re-draws the examples may leave under their margin")
+    p.add_argument("report")
+    p.add_argument("--share", type=float, default=0.03, help="below this share of a test's examples (default 0.03)")
+    p.add_argument("--at-least", type=int, default=9, help="or below this many examples (default 9)")
+    p.add_argument("--most", type=int, default=40, help="rows to print (default 40)")
+    p.set_defaults(run=cmd_thin)
     p = sub.add_parser("validate", help="check a report.json against the schema")
     p.add_argument("report")
     p.set_defaults(run=cmd_validate)

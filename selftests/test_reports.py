@@ -569,3 +569,19 @@ def test_kernel_matrix_shows_each_kernel_with_its_refusals():
     assert render.kernel_cell(cells["test_p (cpu)"]["flash"]) == "pass 300 (300 refused: 300× No available kernel)"
     assert render.kernel_cell(cells["test_p (cpu)"]["math"]) == "pass 300"
     assert "flash" not in cells["test_q (cpu)"]
+
+
+def test_thin_lists_the_claims_reached_in_few_examples(capsys):
+    """`python -m reports thin` lists a claim reached by fewer than max(9, 3 %) of its examples,
+    thinnest first, and leaves out one reached by many."""
+    doc = {"results": [
+        {"id": "t.py::a", "reach": {"checked": 300, "classified": 300, "claimed": ["x:thin", "x:thick", "x:a | x:b"],
+                                    "counts": {"x:thin": 4, "x:thick": 120, "x:a": 2, "x:b": 3}}},
+        {"id": "t.py::b", "reach": {"checked": 300, "classified": 100, "claimed": ["y:sampled"],
+                                    "counts": {"y:sampled": 6}}}]}
+    rows = cli.thin_claims(doc, 0.03, 9)
+    assert [(t, c, n) for t, c, n, _ in rows] == [("t.py::a", "x:thin", 4), ("t.py::a", "x:a | x:b", 5)]
+    # 6 of 100 classified examples is 6 %: a sample of the run, not a thin claim
+    assert "y:sampled" not in {c for _, c, _, _ in rows}
+    assert cli.main(["thin", str(BASELINE), "--most", "3"]) == 0
+    assert "claims reached by fewer than" in capsys.readouterr().out
