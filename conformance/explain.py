@@ -59,6 +59,9 @@ def report(shapes: list[tuple[int, ...]], target: tuple[int, ...] | None = None)
         ok = False
         lines.append("error: " + str(e).split("\n", 1)[0])
     if target is not None:
+        lines.append("")
+        lines.append(rules.explain(shapes[0], target, names=["#0", "target"]).replace(
+            "broadcast alignment", f"{shapes[0]} against the target {target}", 1))
         if rules.can_broadcast_to(shapes[0], target):
             lines.append(f"{shapes[0]} stretches to {target}: expand, broadcast_to and in-place ops accept it")
         else:
@@ -73,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog=f"example: {EXAMPLE}")
     parser.add_argument("shapes", nargs="+", metavar="SHAPE", help="comma-separated sizes, e.g. 2,1,1,5")
     parser.add_argument("--to", metavar="TARGET", help="also check that the first SHAPE stretches to TARGET")
-    args = parser.parse_args(argv)
+    # a shape that starts with a minus ("-1,3") is a (bad) shape, not an option: argparse takes
+    # only plain negative numbers as values, so such an argument is passed on with a leading space
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args([f" {a}" if re.match(r"-\d", a) else a for a in argv])
     try:
         shapes = [parse_shape(s) for s in args.shapes]
         target = parse_shape(args.to) if args.to is not None else None
+        negative = next((s for s in [*shapes, target] if s is not None and any(n < 0 for n in s)), None)
+        if negative is not None:
+            raise BadShape(f"{negative} is not a shape: sizes are 0 or more (e.g. {EXAMPLE})")
     except BadShape as e:
         print(f"{parser.prog}: {e}", file=sys.stderr)
         return 2

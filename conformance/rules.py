@@ -104,18 +104,20 @@ def _aligned(shapes: Sequence[Shape]) -> list[tuple[int | None, ...]]:
 
 def _combine(sizes: Iterable[int | None]) -> tuple[int | None, str]:
     """Result size of one aligned column and the verdict, or (None, 'incompatible')."""
+    sizes = list(sizes)
     present = [s for s in sizes if s is not None]
     if any(s < 0 for s in present):
         return None, "negative size"
     distinct = set(present) - {1}
     if len(distinct) > 1:
         return None, "incompatible"
-    if not distinct:
-        return 1, "equal"
-    (size,) = distinct
-    if all(s == size for s in present):
-        return size, "equal"
-    return size, f"stretched from 1 to {size}"
+    # an operand with fewer dims has none here: it counts as a 1 (a dim added on the left)
+    missing = [f"#{i}" for i, s in enumerate(sizes) if s is None]
+    added = f" (missing in {', '.join(missing)}: a 1)" if missing else ""
+    size = next(iter(distinct), 1)
+    if size == 1 or (not missing and all(s == size for s in present)):
+        return size, "equal" + added
+    return size, f"stretched from 1 to {size}" + added
 
 
 def broadcast_shapes(*shapes: int | Sequence[int]) -> Shape:
@@ -140,14 +142,15 @@ def broadcast_shapes(*shapes: int | Sequence[int]) -> Shape:
     return tuple(reversed(result))
 
 
-def explain(*shapes: int | Sequence[int]) -> str:
+def explain(*shapes: int | Sequence[int], names: Sequence[str] | None = None) -> str:
     """The step-by-step alignment table, rightmost dimension first.
 
     Each row shows one aligned dimension: every operand's size ('-' where it has no
-    such dimension), the verdict and the result size.
+    such dimension), the verdict and the result size.  `names` label the operands' columns
+    (default ``#0``, ``#1``, ...).
     """
     norm = [(s,) if isinstance(s, int) else tuple(s) for s in shapes]  # negative sizes shown, not raised
-    names = [f"#{i} {s}" for i, s in enumerate(norm)]
+    names = [f"{n} {s}" for n, s in zip(names or [f"#{i}" for i in range(len(norm))], norm)]
     header = ["dim", *names, "verdict", "result"]
     rows = []
     for k, column in enumerate(_aligned(norm)):

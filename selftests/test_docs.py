@@ -63,6 +63,26 @@ def test_explain_refuses_a_bad_shape_with_one_line():
     assert proc.stderr.count("\n") == 1 and "'x' is not an integer size" in proc.stderr
 
 
+@pytest.mark.parametrize("args, words", [
+    (["-1,3"], "(-1, 3) is not a shape"),               # a negative first size: a shape, not an option
+    (["--", "3,-2", "3"], "(3, -2) is not a shape"),    # after --, still bad input (exit 2, not 1)
+    (["3", "--to=-1,3"], "(-1, 3) is not a shape"),     # a bad target
+    (["3", "2,,3"], "'' is not an integer size"),
+])
+def test_explain_refuses_negative_and_malformed_sizes_with_one_line_and_exit_2(args, words):
+    proc = subprocess.run([sys.executable, "-m", "conformance.explain", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout)
+    assert proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
+
+
+def test_explain_shows_a_missing_dim_as_missing_and_the_target_in_its_table(capsys):
+    assert explain.main(["3", "2,3", "--to", "4,2,3"]) == 0
+    out = capsys.readouterr().out
+    assert "stretched from 1 to 2 (missing in #0: a 1)" in out and " equal " not in out.splitlines()[3]
+    assert "target (4, 2, 3)" in out and "stretched from 1 to 4 (missing in #0: a 1)" in out
+
+
 _LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
