@@ -37,10 +37,12 @@ keep = torch.tensor([[True, True], [False, False]])  # query 1 keeps no key
 print(F.scaled_dot_product_attention(q, k, v, attn_mask=keep)[0, 0, 1])  # nan before 2.5, zeros from 2.5"""
 _MHA_EXAMPLE = """import torch
 mha = torch.nn.MultiheadAttention(2, 1, batch_first=True)
+with torch.no_grad():
+    mha.out_proj.bias.fill_(0.5)  # 0 at initialisation, which hides what the module returns
 x = torch.ones(1, 2, 2)
 ignore = torch.tensor([[False, False], [True, True]])  # query 1 ignores every key
 out, _ = mha(x, x, x, attn_mask=ignore, need_weights=False)
-print(out[0, 1])  # nan before 2.5, zeros from 2.5 (through SDPA)"""
+print(out[0, 1])  # nan before 2.5; from 2.5 SDPA gives 0, so out_proj(0): the bias, [0.5, 0.5]"""
 
 POLICIES = (
     Policy("sdpa", "nan", "<2.5", "softmax of a row of -inf (the documented behaviour before 2.5)",
@@ -55,7 +57,9 @@ POLICIES = (
                                                "F.multi_head_attention_forward"),
     Policy("mha-no-weights", "nan", "<2.5", "goes through SDPA (F.multi_head_attention_forward, need_weights=False)",
            _MHA_EXAMPLE),
-    Policy("mha-no-weights", "zeros", ">=2.5", "goes through SDPA, whose policy changed in 2.5", _MHA_EXAMPLE),
+    Policy("mha-no-weights", "zeros", ">=2.5", "goes through SDPA, whose policy changed in 2.5: the attention "
+           "part of the row is 0 (for every head that keeps no key), and the module returns out_proj of it, "
+           "out_proj.bias plus the other heads' part (0 only while the bias is 0, as initialised)", _MHA_EXAMPLE),
     Policy("mha-fast-path", "nan", ">=2.0", "observed; undocumented: torch._native_multi_head_attention "
                                             "(eval, no grad, need_weights=False)"),
     Policy("encoder-fast-path", "zeros-at-padding", ">=2.0",
@@ -91,6 +95,10 @@ KERNELS = (
     Kernel("cudnn", "CUDNN_ATTENTION", ("cuda",)),
 )
 KERNEL_NAMES = tuple(k.name for k in KERNELS)
+# not a kernel: SDPA unpinned, as a plain call runs it (torch chooses; on CPU the flash kernel
+# for the inputs it takes, so its deviations are every plain call's).  Properties marked
+# ``default_dispatch`` run with it too.
+DEFAULT_KERNEL = "default"
 
 
 def kernels_for(device: str) -> tuple[str, ...]:
@@ -108,6 +116,9 @@ def pinned(kernel: str):
     the input raises instead of falling back to another."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    if kernel == DEFAULT_KERNEL:  # nothing pinned: torch chooses
+        yield
+        return
     backend = getattr(SDPBackend, next(k.backend for k in KERNELS if k.name == kernel))
     _pinned.append(kernel)
     try:

@@ -66,7 +66,9 @@ def problem_case(rule, device, p, kernel=None) -> Case:
     case = Case(rule, device).tensor("q", p.q).tensor("k", p.k).tensor("v", p.v)
     case.inputs.append("mask: " + p.mask.words())
     case.run(*p.mask.code(), "import torch.nn.functional as F")
-    if kernel:
+    if kernel == apis.DEFAULT_KERNEL:
+        case.run("import contextlib", "pinned = contextlib.nullcontext()  # no kernel pinned: what a plain call runs")
+    elif kernel:
         backend = next(k.backend for k in apis.KERNELS if k.name == kernel)
         case.run("from torch.nn.attention import sdpa_kernel, SDPBackend",
                  f"pinned = sdpa_kernel([SDPBackend.{backend}])  # the kernel under test")

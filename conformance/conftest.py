@@ -75,6 +75,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "reach(*classes, property=()): the input classes the test's "
                             "examples must reach in the ci profile (conformance/reach.py); property=: "
                             "those its property must reach across its parameters")
+    config.addinivalue_line("markers", "default_dispatch: an SDPA property that also runs unpinned "
+                            "(kernel 'default': torch chooses, as a plain call does)")
     config.addinivalue_line("markers", "storage(what): the property checks storage semantics only "
                             "(strides, stride 0, aliasing, views): not applicable on a device without "
                             "storage (conformance/semantics.py)")
@@ -207,11 +209,14 @@ def pytest_generate_tests(metafunc):
             if not backend.runs_on(d):
                 marks = [pytest.mark.skip(reason=f"backend {backend.name!r} does not run on {d!r}")]
             if kernels:
+                from conformance import attention_apis as apis
                 from conformance.attention_apis import has, kernels_for
 
                 # a release without sdpa_kernel cannot pin a kernel: its per-kernel properties skip
                 pin = [pytest.mark.skip(reason=why)] if (why := has("sdpa_kernel")) else []
                 params += [pytest.param(d, k, id=f"{d}-{k}", marks=marks or pin) for k in kernels_for(d)]
+                if metafunc.definition.get_closest_marker("default_dispatch"):  # what a plain call gets
+                    params.append(pytest.param(d, apis.DEFAULT_KERNEL, id=f"{d}-{apis.DEFAULT_KERNEL}", marks=marks))
             else:
                 params.append(pytest.param(d, id=d, marks=marks))
         metafunc.parametrize(("device", "kernel") if kernels else "device", params)

@@ -33,6 +33,7 @@ FLOATS = rules.FLOAT_DTYPES
 
 # --------------------------------------------------------------------------- SDPA: mask expressions
 
+@pytest.mark.default_dispatch  # also unpinned: on CPU a plain call takes the flash kernel
 @pytest.mark.ops("scaled_dot_product_attention")
 @pytest.mark.reach(*reach.of("scaled_dot_product_attention", "attn_mask.kind:bool", "attn_mask.kind:float",
                              "attn_mask.form:(B,H,L,S)", "attn_mask.form:(B,1,L,S)", "attn_mask.form:(B,1,1,S)",
@@ -99,6 +100,7 @@ def _note_mask(m) -> None:
         reach.note(f"causal:{m.causal}")
 
 
+@pytest.mark.default_dispatch  # also unpinned: on CPU a plain call takes the flash kernel
 @pytest.mark.ops("scaled_dot_product_attention")
 @pytest.mark.reach(*reach.of("scaled_dot_product_attention", "attn_mask.ndim:1"),
                    property=reach.of("scaled_dot_product_attention", "outcome:returns"))  # a deviation stops early
@@ -140,6 +142,7 @@ def _causal_call(ops, how, q, k, v, kw, device):
     return ops.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kw)
 
 
+@pytest.mark.default_dispatch  # also unpinned: on CPU a plain call takes the flash kernel
 @pytest.mark.ops("scaled_dot_product_attention", "tril")
 @pytest.mark.reach(*reach.of("scaled_dot_product_attention", "is_causal", "attn_mask.kind:causal-bias",
                              "attn_mask.causal-bias:upper-left", "attn_mask.causal-bias:lower-right",
@@ -172,6 +175,7 @@ def test_sdpa_causal_variants_align_as_documented(device, kernel, args):
               what=f"SDPA with {how} differs from the oracle's {m.causal} causal mask")
 
 
+@pytest.mark.default_dispatch  # also unpinned: on CPU a plain call takes the flash kernel
 @pytest.mark.ops("scaled_dot_product_attention")
 @pytest.mark.reach(*reach.of("scaled_dot_product_attention", "is_causal", "attn_mask.kind:bool"),
                    property=reach.of("scaled_dot_product_attention", "L<S", "L=S", "L>S"))  # a deviation stops early
