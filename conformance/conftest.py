@@ -73,7 +73,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "torch_tensors: the property needs a backend whose arrays "
                             "are torch tensors")
     config.addinivalue_line("markers", "reach(*classes, property=()): the input classes the test's "
-                            "examples must reach in the ci profile (conformance/reach.py); property=: "
+                            "examples must reach in the ci profile (conformance/reach/); property=: "
                             "those its property must reach across its parameters")
     config.addinivalue_line("markers", "default_dispatch: an SDPA property that also runs unpinned "
                             "(kernel 'default': torch chooses, as a plain call does)")

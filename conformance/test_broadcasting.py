@@ -344,9 +344,8 @@ def _binary_case(ops, data, name, kinds=None):
 def _binary(claims):
     """The binary ops as parameters, each claiming `claims(op, dtypes)`, and their property
     every operand size octave."""
-    return [pytest.param(n, marks=pytest.mark.reach(
-        *claims(n, BINARY[n][2]), property=(*sizes_by_octave("a"), *sizes_by_octave("b"), *reach.stretched_to_0())))
-        for n in sorted(BINARY)]
+    return reach.params(sorted(BINARY), lambda n: claims(n, BINARY[n][2]),
+                        (*sizes_by_octave("a"), *sizes_by_octave("b"), *reach.stretched_to_0()))
 
 
 def _binary_claims(op, dtypes):
@@ -415,9 +414,8 @@ def _inplace_claims(op):
 
 
 @pytest.mark.ops(param="name", rename={name: op for name, (op, _, _) in INPLACE.items()})
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.reach(*_inplace_claims(INPLACE[n][0]),
-                                                                           property=reach.stretched_to_0()))
-                                  for n in sorted(INPLACE)])
+@pytest.mark.parametrize("name", reach.params(sorted(INPLACE), lambda n: _inplace_claims(INPLACE[n][0]),
+                                              reach.stretched_to_0()))
 @given(data=st.data())
 def test_inplace_ops_never_broadcast_self(device, name, data):
     """An in-place op succeeds exactly when broadcast(self, other) == self.shape; it returns

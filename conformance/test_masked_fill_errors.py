@@ -22,7 +22,7 @@ NON_BOOL = ("uint8", "int32", "int64", "float32", "float16")
 def each_op(claims, shared=()):
     """The two ops as parameters, each claiming `claims(op)`, and both together `shared` (see
     `conformance.reach`)."""
-    return [pytest.param(op, marks=pytest.mark.reach(*claims(op), property=shared)) for op in OPS]
+    return reach.params(OPS, claims, shared)
 
 
 def _non_bool(op):

@@ -32,8 +32,7 @@ pytestmark = [pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].o
 def claiming(own, shared=lambda impl: (), names=IMPLS):
     """The idioms `names` as parameters, each claiming the input classes `own(impl)` and its
     property `shared(impl)` (see `conformance.reach`)."""
-    return [pytest.param(n, marks=pytest.mark.reach(*own(IMPLEMENTATIONS[n]), property=shared(IMPLEMENTATIONS[n])))
-            for n in names]
+    return reach.params(names, lambda n: own(IMPLEMENTATIONS[n]), lambda n: shared(IMPLEMENTATIONS[n]))
 
 
 def _common(impl, *, wide=True, rows=reach.MASK_ROWS):

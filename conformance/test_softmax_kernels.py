@@ -73,7 +73,7 @@ def kernel_inputs(draw, op):
 
 
 @pytest.mark.ops(param="op")
-@pytest.mark.parametrize("op", [pytest.param(op, marks=pytest.mark.reach(*_kernel_claims(op))) for op in KERNELS])
+@pytest.mark.parametrize("op", reach.params(KERNELS, _kernel_claims))
 @pytest.mark.storage("inputs in non-contiguous memory layouts")
 @given(data=st.data())
 def test_softmax_kernels_read_views_by_their_strides(device, op, data):
@@ -106,7 +106,7 @@ def _nan_claims(impl):
 
 
 @pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].ops for n in IMPLS})
-@pytest.mark.parametrize("impl_name", [pytest.param(n, marks=pytest.mark.reach(*_nan_claims(n))) for n in IMPLS])
+@pytest.mark.parametrize("impl_name", reach.params(IMPLS, _nan_claims))
 @given(data=st.data())
 def test_masked_softmax_spreads_a_kept_nan_to_its_row(device, impl_name, data):
     """A nan at a kept position makes every entry of its row nan (IEEE: the max and the sum are
@@ -138,7 +138,7 @@ def _error_claims(impl):
 
 
 @pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].ops for n in IMPLS})
-@pytest.mark.parametrize("impl_name", [pytest.param(n, marks=pytest.mark.reach(*_error_claims(n))) for n in IMPLS])
+@pytest.mark.parametrize("impl_name", reach.params(IMPLS, _error_claims))
 @given(data=st.data())
 def test_masked_softmax_refuses_what_it_cannot_apply(device, impl_name, data):
     """A keep mask with a size that clashes with the logits' (neither equal nor 1) raises, and so

@@ -275,7 +275,7 @@ def markdown(doc: dict) -> str:
     reached = reach_rows(doc)
     if reached:
         out += ["", "## Reach: claimed input classes", "",
-                "Examples per class each test claims (`conformance/reach.py`; the fewest first). A claim "
+                "Examples per class each test claims (`conformance/reach/`; the fewest first). A claim "
                 "is reached when max(3, 1 %) of the checked examples reach it.", "",
                 "| test | claims reached | fewest examples | unreached |", "| --- | ---: | --- | --- |"]
         for test_id, n, total, fewest, missing in reached:
@@ -507,7 +507,7 @@ def html(doc: dict) -> str:
     reached = reach_rows(doc)
     if reached:
         b.append("<h2>Reach: claimed input classes</h2><p>Examples per class each test claims "
-                 "(<code>conformance/reach.py</code>; the fewest first).</p><table><thead><tr><th>test</th>"
+                 "(<code>conformance/reach/</code>; the fewest first).</p><table><thead><tr><th>test</th>"
                  "<th>claims reached</th><th>fewest examples</th><th>unreached</th></tr></thead><tbody>")
         b += [f"<tr><td><code>{esc(t)}</code></td><td>{n}/{total}</td><td>{esc(fewest)}</td>"
               f"<td>{esc(', '.join(missing)) or '-'}</td></tr>" for t, n, total, fewest, missing in reached]

@@ -129,7 +129,7 @@ def _with_unreached(doc, *, profile="ci"):
     doc["environment"]["hypothesis"]["profile"] = profile
     r = next(r for r in doc["results"] if (r.get("reach") or {}).get("claimed"))
     dropped = r["reach"]["claimed"][0]
-    r["reach"]["counts"] = {k: n for k, n in r["reach"]["counts"].items() if not reach._matches_any(dropped, k)}
+    r["reach"]["counts"] = {k: n for k, n in r["reach"]["counts"].items() if not reach.claim_matches(dropped, k)}
     r["reach"]["unreached"] = reach.unreached(r["reach"]["claimed"], r["reach"]["counts"])
     return doc, r["id"]
 
