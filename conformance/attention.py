@@ -145,12 +145,13 @@ class LogicalMask:
                          f"torch.tensor({list(self.documents[1])}).view(1, 1, 1, S)")
         if self.per_head is not None:
             op = "&=" if self.combine == "and" else "|="
-            lines.append(f"keep {op} torch.tensor({_bools(self.per_head)})")
+            lines.append(f"keep {op} torch.tensor({bools(self.per_head)})")
         return lines
 
 
-def _bools(nested) -> list:
-    return [_bools(x) for x in nested] if isinstance(nested, (list, tuple)) else bool(nested)
+def bools(nested) -> list:
+    """`nested` (lists of bool-like values) as lists of Python bools: a literal for the snippets."""
+    return [bools(x) for x in nested] if isinstance(nested, (list, tuple)) else bool(nested)
 
 
 def scores(q_rows: Sequence[Sequence[float]], k_rows: Sequence[Sequence[float]], scale: float) -> list[list[float]]:

@@ -122,10 +122,6 @@ def sdpa_kw(p):
     return {} if p.scale is None else {"scale": p.scale}
 
 
-def _bools(nested):
-    return [_bools(x) for x in nested] if isinstance(nested, (list, tuple)) else bool(nested)
-
-
 @dataclass(frozen=True)
 class MhaCall:
     """One self-attention call of nn.MultiheadAttention(E, heads, batch_first=True): its
@@ -194,7 +190,7 @@ class MhaCall:
             f"kpm = torch.zeros({b}, {t}, dtype=torch.{dtype}).masked_fill(pad, -math.inf)",
             *([] if self.attn == "none" else
               [f"ignore = torch.ones({t}, {t}, dtype=torch.bool).triu(1)" if self.attn == "causal" else
-               f"ignore = ~torch.tensor({_bools(m.per_head)}).reshape({b * heads}, {t}, {t})",
+               f"ignore = ~torch.tensor({attention.bools(m.per_head)}).reshape({b * heads}, {t}, {t})",
                "am = ignore" if self.attn_type == "bool" else
                f"am = torch.zeros(ignore.shape, dtype=torch.{dtype}).masked_fill(ignore, -math.inf)"]),
             "mha.eval()" if self.path == "eval" else "mha.train()",

@@ -21,14 +21,12 @@ from conformance import attention, device_ops, reach, rules, tolerances
 from conformance.failures import Case, attempt, close_with
 from conformance.tensors import TORCH_DTYPES, TensorSpec, read
 from strategies import attention_masks, dtypes, elements, sampled_from
-from strategies.values import mapped
+from strategies.attention import EIGHTHS, QUARTERS
 from strategies.layouts import element_lists, relayout
 
 DTYPES = rules.FLOAT_DTYPES
 pytestmark = pytest.mark.torch_tensors
 # q, k, v and projection weights on grids whose products are exact: scores carry no rounding
-_QUARTERS = mapped(st.integers(-8, 8), lambda k: k / 4)
-_EIGHTHS = mapped(st.integers(-4, 4), lambda k: k / 8)
 _HEAD_DIMS = sampled_from([1, 4, 16])
 _MHA_HEADS = sampled_from([(1, 4), (2, 4), (2, 1), (3, 1)])
 # nn.MultiheadAttention's forward imports torch.fx.experimental.symbolic_shapes on first use
@@ -151,7 +149,7 @@ def test_sdpa_with_bool_mask_matches_oracle(device, args, data):
     dtype = args[6].dtype
     e = data.draw(_HEAD_DIMS, label="head dim")
     q, k, v = (TensorSpec.contiguous((b, h, t, e), dtype, data.draw(
-        element_lists(_QUARTERS, b * h * t * e), label=n)) for n in "qkv")
+        element_lists(QUARTERS, b * h * t * e), label=n)) for n in "qkv")
     case = Case("SDPA: softmax(q @ k.T / sqrt(E) over kept keys) @ v", device)
     case.tensor("q", q).tensor("k", k).tensor("v", v)
     case.inputs.append(f"mask: {kind}, lengths={list(lengths)}" + (f", seed={seed}" if kind == "per-head" else ""))
@@ -200,7 +198,7 @@ def test_multihead_attention_weights_match_oracle(device, data):
     dtype = data.draw(dtypes(("float32", "float64")), label="dtype")
     heads, hd = data.draw(_MHA_HEADS, label="heads, head dim")
     emb = heads * hd
-    grid = _EIGHTHS
+    grid = EIGHTHS
     w = data.draw(element_lists(grid, 3 * emb * emb), label="in_proj_weight")
     bias = data.draw(element_lists(grid, 3 * emb), label="in_proj_bias")
     xs = data.draw(element_lists(grid, b * t * emb), label="x")
