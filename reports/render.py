@@ -385,12 +385,15 @@ def esc(text) -> str:
     return htmllib.escape(str(text), quote=True)
 
 
-def html_page(title: str, body: str) -> str:
-    csp = f"default-src 'none'; style-src {_csp_hash(STYLE)}; script-src {_csp_hash(SCRIPT)}; img-src data:"
+def html_page(title: str, body: str, extra_style: str = "") -> str:
+    """A self-contained page: the report's style (and `extra_style`), its filter script, and a
+    Content-Security-Policy that allows exactly those two and nothing else."""
+    style = STYLE + extra_style
+    csp = f"default-src 'none'; style-src {_csp_hash(style)}; script-src {_csp_hash(SCRIPT)}; img-src data:"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>\n{body}\n"
+            f"<title>{esc(title)}</title><style>{style}</style></head><body>\n{body}\n"
             f"<script>{SCRIPT}</script></body></html>\n")
 
 

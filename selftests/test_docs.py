@@ -4,9 +4,11 @@ points at a file that exists."""
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,68 @@ def test_the_atlas_covers_every_idiom_and_situation_and_links_each_cell():
             assert (ROOT / "conformance" / module).is_file(), c.checked_by
             name = c.checked_by.split("::")[1].split("[")[0]
             assert f"def {name}(" in (ROOT / "conformance" / module).read_text(), c.checked_by
+
+
+class _Page(HTMLParser):
+    """What the atlas page's self-test looks at: text, ids, in-page links, heatmap tables."""
+
+    def __init__(self):
+        super().__init__()
+        self.text, self.ids, self.links, self.heatmaps, self.h2 = [], set(), [], 0, []
+        self._in_h2 = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "a" and a.get("href", "").startswith("#"):
+            self.links.append(a["href"][1:])
+        if tag == "table" and "hm" in (a.get("class") or "").split():
+            self.heatmaps += 1
+        self._in_h2 = tag == "h2"
+
+    def handle_endtag(self, tag):
+        self._in_h2 = False if tag == "h2" else self._in_h2
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_h2:
+            self.h2.append(data)
+
+
+def test_the_atlas_page_has_anchors_a_contents_list_heatmaps_and_no_markup_leaks():
+    """atlas.html: every in-page link lands on an id, every situation is in the contents list,
+    each matrix is a heatmap table, no Markdown backtick leaks into the text, every cell has a
+    verdict, and the cells whose value comes from the construction carry a note."""
+    version, situations = atlas.build()
+    page = _Page()
+    page.feed(atlas.html(version, situations))
+    text = "".join(page.text)
+    assert "`" not in text, text[max(0, text.index("`") - 80):text.index("`") + 80]
+    assert page.links and all(link in page.ids for link in page.links), set(page.links) - page.ids
+    assert len(page.links) == len(situations) == len(page.h2)
+    cells = [c for s in situations for c in s.cells]
+    assert page.heatmaps == sum((c.got.rows is not None) + (c.oracle.rows is not None) for c in cells)
+    assert text.count("agrees with the oracle") + text.count("differs from the oracle") + \
+        text.count("raises (see the text)") == len(cells)
+    sdpa_junk = [c for s in situations if "+inf, nan" in s.title for c in s.cells if c.checked_by.endswith("-sdpa]")]
+    assert sdpa_junk and all("the construction, not the mask" in c.note for c in sdpa_junk)
+    for words in ("[B, T] padding mask", "float 0/1 mask", "Padded queries"):
+        assert any(words in s.title for s in situations), words
+
+
+def test_the_atlas_verdict_can_say_differs_and_follows():
+    """A cell's verdict compares with the oracle on kept rows and with the policy on empty rows."""
+    keep = [[True, False], [False, False]]
+    oracle = atlas._oracle(keep)
+    agree = atlas.Cell("x", atlas.Outcome("", [[1.0, 0.0], [0.0, 0.0]]), oracle, "", "m.py::t", keep=keep,
+                       empty="zeros")
+    wrong = atlas.Cell("x", atlas.Outcome("", [[0.5, 0.5], [math.nan, math.nan]]), oracle, "", "m.py::t",
+                       keep=keep, empty="zeros")
+    raised = atlas.Cell("x", atlas.Outcome("raises E", None), oracle, "", "m.py::t")
+    assert agree.verdict() == ("agrees", "follows")
+    assert wrong.verdict() == ("differs", "differs")
+    assert raised.verdict() == ("raises", "")
 
 
 def test_explain_prints_the_alignment_table_and_the_result(capsys):
