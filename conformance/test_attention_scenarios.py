@@ -75,12 +75,36 @@ SCENARIO_KINDS = ("padding", "causal", "both", "per-head")
 
 
 @st.composite
-def scenarios(draw):
-    b, h, t, lengths, kind, seed = draw(attention_masks(kinds=SCENARIO_KINDS))
+def scenarios(draw, large=False):
+    """(B, H, T, lengths, kind, seed, scores [B, H, T, T]): a scenario of `attention_masks` with
+    scores in [-20, 20]; with `large`, one in sixteen a model's sequence (T = 257 or 320, past
+    the 256 tile in both dims: rows and columns) with scores from a seeded NumPy generator."""
     dtype = draw(dtypes(DTYPES))
+    if large and draw(_LARGE) == 0:
+        t, b = draw(sampled_from(LARGE_T)), draw(st.integers(1, 2))
+        lengths = tuple(draw(st.integers(1, t)) for _ in range(b))
+        kind = draw(sampled_from(SCENARIO_KINDS))
+        seed = draw(st.integers(0, 2**32 - 1))
+        return b, 1, t, lengths, kind, seed, _seeded_scores((b, 1, t, t), dtype, seed)
+    b, h, t, lengths, kind, seed = draw(attention_masks(kinds=SCENARIO_KINDS))
     n = b * h * t * t
     scores = draw(element_lists(elements(dtype, min_value=-20, max_value=20), n))
     return b, h, t, lengths, kind, seed, TensorSpec.contiguous((b, h, t, t), dtype, scores)
+
+
+_LARGE = st.integers(0, 15)
+LARGE_T = (257, 320)
+
+
+def _seeded_scores(shape, dtype, seed) -> TensorSpec:
+    """Scores k / 4 for k in [-80, 80] (exact in every float dtype) from a seeded NumPy generator:
+    its source in the reproduction instead of a hundred thousand literals."""
+    import numpy as np
+
+    n = rules.numel(shape)
+    src = f"(np.random.default_rng({seed}).integers(-80, 81, {n}) / 4)"
+    values = tuple(float(v) / 4 for v in np.random.default_rng(seed).integers(-80, 81, n))
+    return TensorSpec(shape, dtype, values, rules.contiguous_strides(shape), 0, values, numpy_source=src)
 
 
 def expected_weights(keep, b, h, t, scores):
@@ -119,8 +143,9 @@ ROWS = ("rows:none", "rows:prefix", "rows:all", "rows:other")
 @pytest.mark.ops("masked_fill", "softmax", "tril", "expand")
 @pytest.mark.reach(*reach.of("masked_fill", *MASK_SHAPES, *(f"mask.{r}" for r in ROWS)),
                    *reach.dtypes("masked_fill.self", DTYPES), "softmax.x.values:-inf",
-                   *reach.octaves("softmax.width", 8, 1))
-@given(args=scenarios())
+                   *reach.octaves("softmax.width", 8, 1),
+                   " | ".join(dict.fromkeys(f"softmax.width:{reach.band(t)}" for t in LARGE_T)))
+@given(args=scenarios(large=True))
 def test_masked_fill_softmax_attends_only_to_kept_keys(device, args):
     """scores.masked_fill(keep == False, -inf).softmax(-1) gives each query the oracle's
     softmax over exactly the kept keys (padding, causal with the diagonal, or both)."""

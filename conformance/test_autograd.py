@@ -41,12 +41,20 @@ DENSE = ("contiguous", "permuted")
 
 
 _SAME_SHAPE = sampled_from((True, False, False))
+_WIDE = st.integers(0, 7)
+WIDE_ROWS = (1025, 2049, 4097)
 
 
 @st.composite
 def grad_args(draw, one_way=False):
+    """(self, mask, grad_out, value): self of a float dtype, a mask that broadcasts with it (onto
+    it when `one_way`), grad_out of the broadcast shape; one in eight a row past 1024 or 4096
+    elements (where backward kernels reduce in blocks), with a mask of its shape or of one row."""
     dtype = draw(dtypes(GRAD_DTYPES))
-    if draw(_SAME_SHAPE):
+    if draw(_WIDE) == 0:
+        shape = (draw(st.integers(1, 2)), draw(sampled_from(WIDE_ROWS)))
+        mask_shape = shape if draw(st.booleans()) else (1, shape[1])
+    elif draw(_SAME_SHAPE):
         # a mask the shape of self: one-way pairs mostly give a mask of one element, which
         # is all True or all False, never mixed; and broadcast pairs rarely give self two
         # sides past 1, which a permuted layout needs
@@ -83,7 +91,11 @@ def _case(rule, device, x, mask, g, value, op="masked_fill"):
                     "print(x.grad, v.grad)")
 
 
-@pytest.mark.reach(*grads("masked_fill"))
+# past 1024 and past 4096 elements: where a backward kernel reduces in blocks
+_WIDE_CLAIMS = reach.ranges("masked_fill.self.numel", 2 * WIDE_ROWS[-1], WIDE_ROWS[0], edges=(4096,))
+
+
+@pytest.mark.reach(*grads("masked_fill"), *_WIDE_CLAIMS)
 @given(args=grad_args())
 def test_masked_fill_grad_wrt_self_is_zero_where_masked(device, args):
     """The gradient of masked_fill w.r.t. self is grad_out where the mask is False and 0 where it
@@ -100,7 +112,8 @@ def test_masked_fill_grad_wrt_self_is_zero_where_masked(device, args):
     case.check_values(read(t.grad), want, x.shape, what="wrong gradient w.r.t. self")
 
 
-@pytest.mark.reach(*grads("masked_fill"), *reach.of("masked_fill", "value:0-d float32", "value:0-d float64"))
+@pytest.mark.reach(*grads("masked_fill"), *reach.of("masked_fill", "value:0-d float32", "value:0-d float64"),
+                   *_WIDE_CLAIMS)
 @given(args=grad_args())
 def test_masked_fill_grad_wrt_value_is_sum_over_masked(device, args):
     """The gradient w.r.t. a 0-d value tensor is the sum of grad_out over the masked positions
