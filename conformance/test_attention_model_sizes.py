@@ -25,9 +25,9 @@ from hypothesis import given
 
 from conformance import attention, attention_apis as apis, device_ops, profiles, reach, rules, tolerances
 from conformance.attention_checks import run_pinned, scale_of
-from conformance.failures import Case, _short, close_with
+from conformance.failures import Case, _short, attempt, close_with
 from conformance.tensors import TORCH_DTYPES
-from strategies.attention import model_size_problems
+from strategies.attention import MHA_T, mha_model_size_problems, model_size_problems
 
 pytestmark = pytest.mark.torch_tensors
 
@@ -267,3 +267,121 @@ def test_sdpa_backward_at_model_sizes_matches_oracle(device, kernel, p):
                       f"+ 1 ulp)", expected=_short(vals), actual=_short(got),
                       extra="\n".join(f"  component {c}: expected {w!r}, got {a_!r} (allowed error {al:.3g})"
                                       for c, a_, w, al in bad[:5]))
+
+
+# --------------------------------------------------------------------------- nn.MultiheadAttention
+
+
+def _mha_setup(p, device):
+    """(module in the path's mode, x, key_padding_mask, attn_mask or None, the arrays) of
+    problem `p` (`strategies.attention.MhaModelProblem`) on `device`."""
+    m, x_np, dt = p.mask, p.arrays(), TORCH_DTYPES[p.dtype]
+    emb = m.h * p.hd
+    x = torch.zeros(m.b, m.L, emb, dtype=torch.float64)
+    for comp, name in enumerate(("a", "c", "alpha")):
+        x[..., comp] = torch.from_numpy(x_np[name])
+    w = torch.zeros(3 * emb, emb, dtype=torch.float64)
+    beta = torch.from_numpy(x_np["beta"])
+    for h, s in enumerate(p.scales):
+        w[h * p.hd, 0] = s                                    # q of head h: scales[h] * a at component 0
+        w[emb + h * p.hd, 1] = 1.0                            # k of head h: c at component 0
+        w[2 * emb + h * p.hd:2 * emb + (h + 1) * p.hd, 2] = beta  # v of head h: alpha * beta
+    mha = torch.nn.MultiheadAttention(emb, m.h, batch_first=True, dtype=dt, device=device, dropout=0.0)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(w.to(dt))
+        mha.in_proj_bias.zero_()
+        mha.out_proj.weight.copy_(torch.eye(emb, dtype=dt))
+        mha.out_proj.bias.copy_(torch.from_numpy(x_np["bias"]).to(dt))
+    mha.train(p.path != "eval")
+    ignore_k = torch.tensor([[j >= n for j in range(m.L)] for n in m.key_lengths], device=device)
+    kpm = ignore_k if p.mask_type == "bool" else torch.zeros(ignore_k.shape, dtype=dt, device=device).masked_fill(
+        ignore_k, -math.inf)
+    am = None
+    if m.causal:
+        ignore = torch.ones(m.L, m.L, dtype=torch.bool, device=device).triu(1)
+        am = ignore if p.mask_type == "bool" else torch.zeros(ignore.shape, dtype=dt, device=device).masked_fill(
+            ignore, -math.inf)
+    return mha, x.to(device=device, dtype=dt), kpm, am, x_np
+
+
+@pytest.mark.ops("multihead_attention")
+@pytest.mark.reach(*reach.ranges("multihead_attention.S", MHA_T[-1], MHA_T[0], edges=(512,)),
+                   *reach.of("multihead_attention", "need_weights:True", "need_weights:False", "path:fast",
+                             "path:slow"), "component:causal", "component:key_padding", "rows:fully-masked")
+@profiles.fraction(0.1)  # 30 model-sized self-attention problems
+@given(p=mha_model_size_problems())
+def test_multihead_attention_at_model_sizes_matches_oracle(device, p):
+    """nn.MultiheadAttention over T past 256 and 512 tokens, head dims 64 to 128 and odd, with a
+    key padding mask and a causal attn_mask (bool or -inf), on every path, equals out_proj of the
+    oracle's per-head attention on every judged query; a query with no kept key follows its
+    path's policy (out_proj's bias where SDPA gives 0)."""
+    m = p.mask
+    _note(p)
+    taken = apis.mha_path(p.path, m.h, p.mask_type, p.mask_type, "causal" if m.causal else "none")
+    mha, x, kpm, am, x_np = _mha_setup(p, device)
+    case = Case("MultiheadAttention at model sizes = out_proj(concat of each head's softmax(q k^T / sqrt(hd)) v)",
+                device)
+    emb = m.h * p.hd
+    case.inputs += [f"B={m.b}, T={m.L}, heads={m.h}, head dim={p.hd}, {p.dtype}; x zero but for a, c, alpha at "
+                    f"components 0-2; head h scores scales[h] * a_i * c_j, scales {list(p.scales)}; v = alpha * "
+                    f"beta; out_proj I with a bias; path {p.path} ({taken})", "mask: " + m.words()]
+    case.run("import math", *p.source(), f"B, T, H, hd, E = {m.b}, {m.L}, {m.h}, {p.hd}, {emb}",
+             "x = torch.zeros(B, T, E, dtype=torch.float64); x[..., 0], x[..., 1], x[..., 2] = (torch.from_numpy(v) "
+             "for v in (a, c, alpha))",
+             "w = torch.zeros(3 * E, E, dtype=torch.float64)",
+             f"for h, s in enumerate({list(p.scales)}):",
+             "    w[h * hd, 0] = s; w[E + h * hd, 1] = 1.0; w[2 * E + h * hd:2 * E + (h + 1) * hd, 2] = "
+             "torch.from_numpy(beta)",
+             f"mha = torch.nn.MultiheadAttention(E, H, batch_first=True, dtype=torch.{p.dtype})",
+             "with torch.no_grad():",
+             "    mha.in_proj_weight.copy_(w); mha.in_proj_bias.zero_(); mha.out_proj.weight.copy_(torch.eye(E)); "
+             "mha.out_proj.bias.copy_(torch.from_numpy(bias))",
+             f"pad = torch.tensor({[list(range(n, m.L)) for n in m.key_lengths]!r})  # padded key positions",
+             "ignore = torch.zeros(B, T, dtype=torch.bool)",
+             "for b, cols in enumerate(pad): ignore[b, cols] = True",
+             "kpm = ignore" if p.mask_type == "bool" else
+             f"kpm = torch.zeros(B, T, dtype=torch.{p.dtype}).masked_fill(ignore, -math.inf)",
+             ("am = torch.ones(T, T, dtype=torch.bool).triu(1)" if p.mask_type == "bool" else
+              f"am = torch.zeros(T, T, dtype=torch.{p.dtype}).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), "
+              "-math.inf)") if m.causal else "am = None",
+             "mha.eval()" if p.path == "eval" else "mha.train()",
+             ("with torch.no_grad(): " if p.path == "eval" else "") +
+             f"out, _ = mha(x.to(torch.{p.dtype}), x.to(torch.{p.dtype}), x.to(torch.{p.dtype}), key_padding_mask=kpm, "
+             f"attn_mask=am, need_weights={p.path != 'no_weights'})")
+    ops = device_ops.for_device(device)
+    with torch.set_grad_enabled(p.path != "eval"):
+        result, err = attempt(lambda: ops.multihead_attention(mha, x, x, x, key_padding_mask=kpm, attn_mask=am,
+                                                              need_weights=p.path != "no_weights"))
+    case.check_outcome(None, err)
+    out = result[0]
+    queries = sorted({(b, i) for b, _, i in _picked_rows(p)})  # every head of each judged query
+    picked = [(b, h, i) for b, i in queries for h in range(m.h)]
+    a = [s * v for b in range(m.b) for s in p.scales for v in x_np["a"][b].tolist()]
+    per_head = lambda arr: [v for b in range(m.b) for _ in range(m.h) for v in arr[b].tolist()]  # noqa: E731
+    fs = attention.FewScores(a, per_head(x_np["c"]), p.values, per_head(x_np["alpha"]), x_np["beta"].tolist())
+    want, smax = attention.few_scores_rows(m, fs, m.h, 1 / math.sqrt(p.hd), picked)
+    if any(row is None for row in want.values()):
+        reach.note("rows:fully-masked")
+    policy = apis.policy(taken)
+    bias = x_np["bias"].tolist()
+    vmax = float(abs(x_np["alpha"]).max() * x_np["beta"].max()) if x_np["alpha"].size else 1.0
+    tol = tolerances.attention_output(p.dtype, m.L, vmax, smax)
+    close = close_with(tol)
+    got_all = out.detach().to("cpu", torch.float64)
+    for b, i in queries:
+        parts = []
+        for h in range(m.h):
+            row = want.get((b, h, i))
+            if row is None:
+                row = [0.0 if policy.rows == "zeros" else math.nan] * p.hd
+            parts += row
+        if policy.rows != "zeros" and any(want.get((b, h, i)) is None for h in range(m.h)):
+            parts = [math.nan] * emb  # a head with no kept key poisons the whole concatenation (nan)
+        expect = [v + bb for v, bb in zip(parts, bias)]
+        got = got_all[b, i].tolist()
+        if all(close(g, w) for g, w in zip(got, expect)):
+            continue
+        case.run(f"print(out[{b}, {i}])  # the row that differs")
+        case.check_values(got, expect, (emb,), close=close,
+                          what=f"MultiheadAttention output row (b={b}, query {i}) differs from the oracle ({tol})",
+                          extra=f"a query with no kept key: {policy.rows} ({policy.source})")

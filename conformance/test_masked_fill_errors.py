@@ -34,15 +34,16 @@ def _value_with_dims(op):
 
 
 @cached
-def _fills(dtype):
-    """Fill values: 0-d tensors of every dtype, `fill_values`, values just past what the dtype can
-    hold, Python bools; for an integer dtype, floats with a fractional part as a branch of their
-    own too (truncation against rounding)."""
-    fractional = (fractional_floats().map(FillValue),) if dtype in rules.INT_DTYPES else ()
-    # 0-d tensors first (Hypothesis draws the first option most): each of the seven value
-    # dtypes is claimed across the property's 600 examples
-    return st.one_of(_zero_d_fills(dtype), fill_values(dtype), *fractional,
-                     sampled_from(tuple(unrepresentable(dtype))).map(FillValue), _PYTHON_BOOLS)
+@st.composite
+def _fills(draw, dtype):
+    """Fill values: 0-d tensors of every dtype, values just past what the dtype can hold, for an
+    integer dtype floats with a fractional part (truncation against rounding), `fill_values`,
+    Python bools: each branch drawn evenly (`evenly`), so that each reaches its share of the
+    examples (a backend that saturates, wraps or rounds deviates only in its own branch)."""
+    branches = (_zero_d_fills(dtype), sampled_from(tuple(unrepresentable(dtype))).map(FillValue),
+                *((fractional_floats().map(FillValue),) if dtype in rules.INT_DTYPES else ()),
+                fill_values(dtype), _PYTHON_BOOLS)
+    return draw(branches[draw(evenly(tuple(range(len(branches)))))])
 
 
 @cached

@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 HANG_TIMEOUT_S = 20
 
 
-def pytest_run(*args: str, out: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def pytest_run(*args: str, out: Path, timeout: float = 600, profile: str = "selftest") -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pytest", *args, "-q", "--no-header", "-p", "no:cacheprovider",
-           "-o", "addopts=", "--device", "cpu", "--hypothesis-profile", "selftest",
+           "-o", "addopts=", "--device", "cpu", "--hypothesis-profile", profile,
            "--report-dir", str(out)]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
@@ -326,8 +326,10 @@ def test_a_narrowed_deviation_covers_only_its_inputs(tmp_path, mutant, inputs, o
     entries.write_text(f'[[deviation]]\nid = "{_CONVERSION}[cpu-masked_fill]"\nreason = "r"\nlink = "l"\n'
                        f'inputs = ["{inputs}"]\n')
     out = tmp_path / "out"
+    # the ci profile's 300 examples: a mutant that deviates only for a fractional float into an int
+    # tensor (one example in forty) is seen by some of them, not always by the selftest profile's 50
     proc = pytest_run(f"conformance/{_CONVERSION}[cpu-masked_fill]", "--backend", f"selftests.mutants:{mutant}",
-                      "--deviations", str(entries), out=out)
+                      "--deviations", str(entries), out=out, profile="ci")
     report = schema.load(out / "report.json")
     (rec,) = report["results"]
     assert rec["outcome"] == outcome, (rec, proc.stdout[-3000:])

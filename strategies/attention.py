@@ -173,6 +173,7 @@ MAX_KV = 1 << 21
 # the mask forms SDPA is called with at model sizes (see `model_size_problems`)
 SCENARIOS = ("key padding (B,1,1,S)", "causal is_causal", "causal lower-right (L,S)", "any bool (B,1,L,S)",
              "any float (B,1,L,S)")
+_HALF = evenly((False, True))
 # values of k's component p: few, so that each query has few distinct scores
 KEY_VALUES = ((-1.0, 0.0, 1.0), (0.0, 0.5, 2.0))
 
@@ -274,18 +275,82 @@ def model_size_problems(draw, *, scenarios=SCENARIOS, dtypes=FLOATS):
         kw["causal"] = "upper-left"  # what is_causal means
     elif scenario.startswith("causal"):
         kw["causal"] = "lower-right"  # a decode step, chunked prefill: what is_causal cannot say
-    else:
-        if draw(booleans()):
+    else:  # each component in half the examples, evenly: booleans() leans to False, and the
+        # fourth of five draws (the window) fell under its margin in 90 examples
+        if draw(_HALF):
             kw["key_lengths"] = tuple(_boundary_or_any(draw, S, (1, 512, 513)) for _ in range(b))
-        if draw(booleans()):
+        if draw(_HALF):
             kw["query_lengths"] = tuple(_boundary_or_any(draw, L, (1, 32, 33, 256, 257)) for _ in range(b))
-        if draw(booleans()):
+        if draw(_HALF):
             kw["causal"] = draw(evenly(ALIGNMENTS))
-        if draw(booleans()):
+        if draw(_HALF):
             kw["window"] = draw(sampled_from((1, 32, 256, 513))) if draw(booleans()) else draw(integers(1, max(L, S)))
-        if draw(booleans()):
+        if draw(_HALF):
             kw["documents"] = (_documents(draw, L), _documents(draw, S))
     mask = LogicalMask(b, h, L, S, **kw)
     return ModelSizeProblem(mask, scenario, e, draw(integers(0, e - 1)), _spread(draw, tuple(dtypes), L + S + e + h),
                             draw(sampled_from((None, 1.0))), draw(sampled_from(KEY_VALUES)),
                             draw(integers(0, 2**32 - 1)))
+
+
+# nn.MultiheadAttention at model sizes: self-attention over T tokens, T past the 256 and 512
+# tiles (the flash kernel's query and key blocks, through SDPA on the need_weights=False and
+# fast paths; one explicit softmax over [B*H, T, T] on the need_weights=True path)
+MHA_T = (257, 320, 511, 513, 640, 767, 1025)
+MHA_PATHS = ("need_weights", "no_weights", "eval")
+
+
+@dataclass(frozen=True)
+class MhaModelProblem:
+    """nn.MultiheadAttention(E = heads * hd) on B sequences of T tokens in the form
+    `conformance.attention.FewScores` judges cheaply: each token x_i is zero but for three
+    components, x_i[0] = a_i, x_i[1] = c_i (from `values`), x_i[2] = alpha_i; the in-projection
+    maps them to head h's q component 0 = scales[h] * a_i, k component 0 = c_i and v = alpha_i *
+    beta, so head h's score is scales[h] * a_i * c_j / sqrt(hd); out_proj is I with a bias.  The
+    mask: key padding past `mask.key_lengths`, causal when `mask.causal`, given as a bool or
+    float (-inf) key_padding_mask and [T, T] attn_mask; `path` as in `MHA_PATHS`."""
+
+    mask: LogicalMask
+    hd: int
+    dtype: str
+    path: str
+    mask_type: str
+    values: tuple[float, ...]
+    scales: tuple[float, ...]
+    seed: int
+
+    def arrays(self) -> dict:
+        """a, c, alpha [B, T], beta [hd], the out-projection bias [E], as NumPy float64."""
+        import numpy as np
+
+        m, rng = self.mask, np.random.default_rng(self.seed)
+        return {"a": rng.integers(-32, 33, (m.b, m.L)) / 4, "c": rng.choice(np.array(self.values), (m.b, m.L)),
+                "alpha": rng.integers(-8, 9, (m.b, m.L)) / 4, "beta": rng.integers(1, 9, self.hd) / 8,
+                "bias": rng.integers(-4, 5, self.hd * m.h) / 8}
+
+    def source(self) -> list[str]:
+        m = self.mask
+        return [f"rng = np.random.default_rng({self.seed})",
+                f"a = rng.integers(-32, 33, ({m.b}, {m.L})) / 4",
+                f"c = rng.choice(np.array({list(self.values)}), ({m.b}, {m.L}))",
+                f"alpha = rng.integers(-8, 9, ({m.b}, {m.L})) / 4",
+                f"beta = rng.integers(1, 9, {self.hd}) / 8",
+                f"bias = rng.integers(-4, 5, {self.hd * m.h}) / 8"]
+
+
+@st.composite
+def mha_model_size_problems(draw):
+    """An `MhaModelProblem`: T from `MHA_T`, B * heads * T * T within `MAX_SCORES`, head dims of
+    64, 128 or an odd 65, key lengths at a boundary or anywhere (0 allowed), causal or not, bool
+    or float masks, every path, float32 or float64."""
+    t = draw(evenly(MHA_T))
+    heads = draw(evenly(tuple(h for h in (1, 2, 4) if h * t * t <= MAX_SCORES)))
+    b = draw(integers(1, max(1, min(2, MAX_SCORES // (heads * t * t)))))
+    hd = draw(evenly((64, 128, 65)))
+    lengths = tuple(_boundary_or_any(draw, t, (256, 512, 1024)) for _ in range(b))
+    causal = draw(booleans())
+    mask = LogicalMask(b, heads, t, t, key_lengths=lengths, causal="upper-left" if causal else None)
+    scales = tuple(draw(sampled_from((1.0, 0.5, -1.0, 2.0))) for _ in range(heads))
+    return MhaModelProblem(mask, hd, draw(evenly(("float32", "float64"))), draw(evenly(MHA_PATHS)),
+                           draw(evenly(("bool", "float"))), draw(sampled_from(KEY_VALUES)), scales,
+                           draw(integers(0, 2**32 - 1)))
