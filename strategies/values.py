@@ -347,6 +347,22 @@ def _members(cls, max_width, min_width):
 
 
 @cached
+def _weighted_octaves(top, min_width):
+    """The octaves of `width_classes`, those up to 256 wide listed twice: drawn evenly, every
+    octave past 256 still gets a twentieth of the examples or more (a dozen of 300, their claims'
+    margin four times over), and the rows past 1024, a hundred times the work of a narrow one,
+    are not a third of a property's time."""
+    octaves = width_classes(top, min_width)
+    return tuple(o for o in octaves for _ in range(2 if max(reach_members(o, top, min_width)) <= 256 else 1))
+
+
+def reach_members(group, top, min_width):
+    from conformance import reach
+
+    return [n for cls in group for n in reach.members(cls, top, min_width)] or [0]
+
+
+@cached
 def _octave_classes(group):
     return evenly(group)
 
@@ -361,10 +377,9 @@ def logit_widths(draw, *, wide=True, max_width=4096, min_width=0):
     its share of the examples, the blocks of 256, 512 and 1024 and the widths past 1024
     included; up to 16 only, unless `wide`.  Shrinks towards the narrowest."""
     top = max_width if wide else min(16, max_width)
-    octaves = width_classes(top, min_width)
     # evenly, not sampled_from: Hypothesis leans to the first and the last of a few options,
     # and the octave of width 1 got no example of 300 in one property
-    cls = draw(_octave_classes(draw(evenly(octaves))))
+    cls = draw(_octave_classes(draw(evenly(_weighted_octaves(top, min_width)))))
     return draw(_members(cls, top, min_width))
 
 
