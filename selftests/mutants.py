@@ -664,6 +664,17 @@ def mha_fast_path_drops_key_padding_mask():
     return {"multihead_attention": mha}
 
 
+@mutant("MultiheadAttention drops key_padding_mask once the sequence passes 256 keys (a size-dependent "
+        "fault: every small-size MHA property passes)", "test_multihead_attention_at_model_sizes_matches_oracle")
+def mha_drops_key_padding_mask_past_256_keys():
+    def mha(module, query, key, value, key_padding_mask=None, attn_mask=None, need_weights=True):
+        seq = key.shape[1] if key.dim() == 3 and module.batch_first else key.shape[0]
+        if seq > 256:
+            key_padding_mask = None
+        return ORIG.multihead_attention(module, query, key, value, key_padding_mask, attn_mask, need_weights)
+    return {"multihead_attention": mha}
+
+
 @mutant("TransformerEncoder's fast path (eval, no grad) drops src_key_padding_mask",
         "test_transformer_encoder_fast_path_matches_slow_path")
 def encoder_fast_path_drops_padding_mask():
