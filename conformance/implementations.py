@@ -32,6 +32,9 @@ class MaskedSoftmax:
     extreme: bool = True           # correct for logits near the dtype's largest finite value
     max_width: int = 4096          # widest row drawn (SDPA's identity trick costs width**2)
     min_width: int = 0             # narrowest row drawn (0: empty rows, a tensor of no elements)
+    mask_stretches: bool = True    # a keep mask larger where the logits have a 1 stretches the result
+                                   # (out-of-place masking broadcasts both ways); False: the mask must
+                                   # broadcast *to* the logits, so such a mask is refused too
     policy: str | None = None      # an API of attention_apis.POLICIES whose policy changed between
                                    # releases: rows and source are that of the running torch
 
@@ -107,7 +110,10 @@ def _sdpa(ops, x, keep, dim):
     q = x.reshape(1, -1, s)
     out = ops.scaled_dot_product_attention(q, eye[None], eye[None], attn_mask=keep.reshape(1, -1, s),
                                            scale=1.0)
-    return out.reshape(x.shape)
+    # rows back to x's leading dims, the width left to SDPA's output: a backend whose SDPA grows the
+    # output to a larger mask's rows (broadcasting the mask both ways) gives a result, not a
+    # reshape error that would pass for SDPA's refusal
+    return out.reshape(*x.shape[:-1], -1)
 
 
 IMPLEMENTATIONS = {
@@ -133,10 +139,11 @@ IMPLEMENTATIONS = {
             masked_values="finite", extreme=False),  # logits near finfo.max outweigh the bias
         MaskedSoftmax(
             "sdpa", "F.scaled_dot_product_attention({x}.reshape(1, -1, I.shape[0]), I[None], I[None], "
-                    "attn_mask={keep}.reshape(1, -1, I.shape[0]), scale=1.0).reshape({x}.shape)",
+                    "attn_mask={keep}.reshape(1, -1, I.shape[0]), scale=1.0).reshape(*{x}.shape[:-1], -1)",
             _sdpa, ("scaled_dot_product_attention",), rows="", rows_source="", policy="sdpa",
             any_dim=False, masked_values="finite",  # 0 * inf in q @ I poisons the row
             max_width=IDENTITY_WIDTH,  # past 1024 (several kernel blocks); 2049 would cost 30 ms a call, 4096 150 ms
-            min_width=1),  # the identity trick cannot reshape 0 values to (1, -1, 0); empty inputs: test_attention_*
+            min_width=1,  # the identity trick cannot reshape 0 values to (1, -1, 0); empty inputs: test_attention_*
+            mask_stretches=False),  # "attn_mask must be broadcastable to the shape of attention weights"
     ]
 }

@@ -21,7 +21,7 @@ from conformance.implementations import IMPLEMENTATIONS, IDENTITY_WIDTH, identit
 from conformance.softmax_checks import check_against_oracle
 from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, keep_masks, logits
-from strategies._cache import integers, sampled_from
+from strategies._cache import evenly, integers, sampled_from
 from strategies.layouts import relayout
 from strategies.softmax import MAX_ELEMENTS, softmax_inputs
 from strategies.values import dtypes, logit_widths
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.torch_tensors
 IMPLS = sorted(IMPLEMENTATIONS)
 SDPA_ELEMENTS = 1024  # SDPA's identity trick costs rows x width^2
 _ZERO_D = integers(0, 15)
+_HALF = evenly((False, True))
 
 # op -> (its argument names for the logits and the mask, the user code)
 KERNELS = {
@@ -134,21 +135,30 @@ def test_masked_softmax_spreads_a_kept_nan_to_its_row(device, impl_name, data):
 
 
 def _error_claims(impl):
-    return ("keep.sizes:incompatible", *(("logits.dim:out of range",) if IMPLEMENTATIONS[impl].any_dim else ()))
+    impl = IMPLEMENTATIONS[impl]
+    return ("keep.sizes:incompatible", *(() if impl.mask_stretches else ("keep.sizes:larger where the logits have 1",)),
+            *(("logits.dim:out of range",) if impl.any_dim else ()))
 
 
 @pytest.mark.ops(param="impl_name", rename={n: IMPLEMENTATIONS[n].ops for n in IMPLS})
 @pytest.mark.parametrize("impl_name", reach.params(IMPLS, _error_claims))
 @given(data=st.data())
 def test_masked_softmax_refuses_what_it_cannot_apply(device, impl_name, data):
-    """A keep mask with a size that clashes with the logits' (neither equal nor 1) raises, and so
-    does a softmax dim outside the logits' dims (for the idioms that take a dim): nothing is
-    silently broadcast or wrapped."""
+    """A keep mask with a size that clashes with the logits' (neither equal nor 1; for an idiom
+    whose mask must broadcast to the logits, such as SDPA's, also larger where the logits have a
+    1) raises, and so does a softmax dim outside the logits' dims (for the idioms that take a
+    dim): nothing is silently broadcast or wrapped."""
     impl = IMPLEMENTATIONS[impl_name]
-    x, keep, dim = data.draw(softmax_inputs(impl, kind="ordinary", wide=False, any_dim=True, min_dims=2),
-                             label="logits, keep, dim")
+    # an idiom whose mask must broadcast to the logits gets a branch of its own: one row of logits
+    # and a mask with more rows (a 1 broken), the clash a two-way broadcast lets through
+    break_a_one = not impl.mask_stretches and data.draw(_HALF, label="one row, a mask with more")
+    x, keep, dim = data.draw(softmax_inputs(impl, kind="ordinary", wide=False, any_dim=True, min_dims=2,
+                                            single_row=break_a_one), label="logits, keep, dim")
     ops = device_ops.for_device(device)
-    breakable = [d for d, n in enumerate(x.shape) if n != 1]  # a 1 in x stretches: out-of-place masking broadcasts
+    if break_a_one:
+        breakable = [d for d, n in enumerate(x.shape[:-1]) if n == 1]
+    else:  # out-of-place masking stretches a 1 in x; an idiom whose mask must fit x may not
+        breakable = [d for d, n in enumerate(x.shape) if n != 1 or not impl.mask_stretches]
     if breakable:
         bad_dim = breakable[data.draw(integers(0, len(breakable) - 1), label="dim to break")]
         sizes = list(x.shape)
@@ -157,10 +167,14 @@ def test_masked_softmax_refuses_what_it_cannot_apply(device, impl_name, data):
         case = Case("a keep mask whose sizes clash with the logits' raises", device).tensor("x", x).tensor("keep", wrong)
         case.run(*impl.setup(x.shape[-1]), f"p = {impl.code(dim)}")
         reach.note("keep.sizes:incompatible")
-        _, err = attempt(lambda: impl(ops, x.build(device), wrong.build(device), dim))
+        if x.shape[bad_dim] == 1:
+            reach.note("keep.sizes:larger where the logits have 1")
+        got, err = attempt(lambda: impl(ops, x.build(device), wrong.build(device), dim))
         if err is None:
             case.fail("a keep mask of clashing sizes was accepted", expected=f"an error: dim {bad_dim} has "
-                      f"{sizes[bad_dim]} in the mask and {x.shape[bad_dim]} in the logits", actual="a result")
+                      f"{sizes[bad_dim]} in the mask and {x.shape[bad_dim]} in the logits"
+                      + ("" if impl.mask_stretches else " (the mask must broadcast to the logits)"),
+                      actual=f"a result of shape {tuple(got.shape)}")
     if impl.any_dim:
         out_of_range = data.draw(sampled_from((len(x.shape), -len(x.shape) - 1)), label="dim out of range")
         reach.note("logits.dim:out of range")

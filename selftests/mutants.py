@@ -463,6 +463,17 @@ def sdpa_fully_masked_nan():
     return {"scaled_dot_product_attention": sdpa}
 
 
+@mutant("SDPA broadcasts attn_mask both ways: a mask with more query rows than q grows the output "
+        "(torch_xla 2.9.0 does this)", "test_masked_softmax_refuses_what_it_cannot_apply")
+def sdpa_mask_broadcasts_both_ways():
+    def sdpa(q, k, v, attn_mask=None, *a, **kw):
+        if attn_mask is not None:
+            lead = torch.broadcast_shapes(q.shape[:-1], attn_mask.shape[:-1])
+            q = q.expand(*lead, q.shape[-1])
+        return ORIG.scaled_dot_product_attention(q, k, v, attn_mask, *a, **kw)
+    return {"scaled_dot_product_attention": sdpa}
+
+
 @mutant("the causal mask hides the diagonal (tril with diagonal=-1)",
         "test_masked_fill_softmax_attends_only_to_kept_keys", "test_tril_keeps_the_lower_triangle")
 def causal_mask_hides_diagonal():

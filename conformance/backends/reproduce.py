@@ -4,7 +4,7 @@ A failure's standalone snippet is written as torch eager code (what the rule mea
 backend that is not torch eager, that snippet alone shows correct output: the bug is in the
 backend.  So every op call the backend receives is recorded in the example's `Case`
 (`conformance.device_ops.Recorded` keeps each `call`), with its
-tensors exactly as passed (dtype, device, shape, strides, offset, the whole storage), and the
+tensors exactly as passed (dtype, device, shape, strides, offset, the storage up to its last element), and the
 snippet ends with the same calls through the backend, each printed.
 
 How the snippet gets hold of the backend: its module (``--backend pkg.module[:object]``),
@@ -29,8 +29,10 @@ class Call:
 
 
 class _Tensor:
-    """A tensor argument as it was passed: a copy of its whole storage (a memory copy, taken before
-    the op runs: an in-place op changes it), put into code only if the example fails."""
+    """A tensor argument as it was passed: a copy of its storage up to the last element it reaches
+    (a memory copy, taken before the op runs: an in-place op changes it), put into code only if the
+    example fails.  Not past it: a small view of a large kept tensor (SDPA's identity is a
+    corner of a 1024-wide one) must not cost a copy of the whole storage per call, nor print it."""
 
     def __init__(self, t):
         import torch
@@ -39,8 +41,10 @@ class _Tensor:
         self.device, self.dtype = str(t.device), t.dtype
         try:
             flat = torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage())
-            self.storage = flat.cpu().clone()
-            self.layout = (tuple(t.shape), tuple(t.stride()), t.storage_offset())
+            offset = t.storage_offset()
+            end = offset if 0 in t.shape else offset + 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+            self.storage = flat[:end].cpu().clone()  # up to its last element: the offset stays as passed
+            self.layout = (tuple(t.shape), tuple(t.stride()), offset)
         except (RuntimeError, NotImplementedError):  # no storage to read (XLA, lazy): its values
             self.storage = t.cpu().reshape(-1).clone()
             self.layout = (tuple(t.shape), None, 0)
