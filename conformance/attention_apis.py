@@ -114,11 +114,11 @@ _pinned: list[str] = []
 def pinned(kernel: str):
     """Run SDPA with `kernel` only (torch.nn.attention.sdpa_kernel); a kernel that cannot take
     the input raises instead of falling back to another."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    if kernel == DEFAULT_KERNEL:  # nothing pinned: torch chooses
+    if kernel == DEFAULT_KERNEL:  # nothing pinned: torch chooses (no torch.nn.attention needed: 2.1 has none)
         yield
         return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     backend = getattr(SDPBackend, next(k.backend for k in KERNELS if k.name == kernel))
     _pinned.append(kernel)
     try:
