@@ -286,13 +286,13 @@ def _nan_where_a_row_is_dead(m, dq, dk, dv, e) -> None:
     (p_ij * g_i and dS_ij * q_i, with row i all nan); the other queries' dq are unchanged."""
     nan = ([math.nan] * e,) * 3
     for b in range(m.b):
-        dead = [i for i in range(m.L) if attention.kept_interval(m, b, i) is None]
+        dead = {i for i in range(m.L) if attention.kept_interval(m, b, i) is None}
         if not dead:
             continue
         for grads in (dk, dv):
             for key in [k_ for k_ in grads if k_[0] == b]:
                 grads[key] = nan
-        for key in [k_ for k_ in dq if k_[0] == b and k_[2] in set(dead)]:
+        for key in [k_ for k_ in dq if k_[0] == b and k_[2] in dead]:
             dq[key] = nan
 
 

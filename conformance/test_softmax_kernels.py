@@ -21,7 +21,7 @@ from conformance.implementations import IMPLEMENTATIONS, IDENTITY_WIDTH, identit
 from conformance.softmax_checks import check_against_oracle
 from conformance.tensors import TensorSpec, read
 from strategies import array_shapes, keep_masks, logits
-from strategies._cache import evenly, integers, sampled_from
+from strategies._cache import HALF, integers, sampled_from
 from strategies.layouts import relayout
 from strategies.softmax import MAX_ELEMENTS, softmax_inputs
 from strategies.values import dtypes, logit_widths
@@ -30,7 +30,6 @@ pytestmark = pytest.mark.torch_tensors
 IMPLS = sorted(IMPLEMENTATIONS)
 SDPA_ELEMENTS = 1024  # SDPA's identity trick costs rows x width^2
 _ZERO_D = integers(0, 15)
-_HALF = evenly((False, True))
 
 # op -> (its argument names for the logits and the mask, the user code)
 KERNELS = {
@@ -151,7 +150,7 @@ def test_masked_softmax_refuses_what_it_cannot_apply(device, impl_name, data):
     impl = IMPLEMENTATIONS[impl_name]
     # an idiom whose mask must broadcast to the logits gets a branch of its own: one row of logits
     # and a mask with more rows (a 1 broken), the clash a two-way broadcast lets through
-    break_a_one = not impl.mask_stretches and data.draw(_HALF, label="one row, a mask with more")
+    break_a_one = not impl.mask_stretches and data.draw(HALF, label="one row, a mask with more")
     x, keep, dim = data.draw(softmax_inputs(impl, kind="ordinary", wide=False, any_dim=True, min_dims=2,
                                             single_row=break_a_one), label="logits, keep, dim")
     ops = device_ops.for_device(device)

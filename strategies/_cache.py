@@ -64,3 +64,7 @@ def evenly(options):
         return st.sampled_from(options)
     n = len(options)
     return st.tuples(_WIDE, _WIDE, _WIDE).map(lambda ks: options[sum(map(_scrambled, ks)) % n])
+
+
+# a fair coin for a branch whose both sides are claimed (booleans() leans to False)
+HALF = evenly((False, True))

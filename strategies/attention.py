@@ -19,7 +19,7 @@ from conformance import rules
 from conformance.attention import ALIGNMENTS, LogicalMask
 from conformance.tensors import TensorSpec
 from strategies import buckets
-from strategies._cache import booleans, cached, evenly, integers, sampled_from
+from strategies._cache import HALF, booleans, cached, evenly, integers, sampled_from
 from strategies.layouts import draw_elements
 from strategies.values import mapped
 
@@ -173,7 +173,6 @@ MAX_KV = 1 << 21
 # the mask forms SDPA is called with at model sizes (see `model_size_problems`)
 SCENARIOS = ("key padding (B,1,1,S)", "causal is_causal", "causal lower-right (L,S)", "any bool (B,1,L,S)",
              "any float (B,1,L,S)")
-_HALF = evenly((False, True))
 # values of k's component p: few, so that each query has few distinct scores
 KEY_VALUES = ((-1.0, 0.0, 1.0), (0.0, 0.5, 2.0))
 
@@ -277,15 +276,15 @@ def model_size_problems(draw, *, scenarios=SCENARIOS, dtypes=FLOATS):
         kw["causal"] = "lower-right"  # a decode step, chunked prefill: what is_causal cannot say
     else:  # each component in half the examples, evenly: booleans() leans to False, and the
         # fourth of five draws (the window) fell under its margin in 90 examples
-        if draw(_HALF):
+        if draw(HALF):
             kw["key_lengths"] = tuple(_boundary_or_any(draw, S, (1, 512, 513)) for _ in range(b))
-        if draw(_HALF):
+        if draw(HALF):
             kw["query_lengths"] = tuple(_boundary_or_any(draw, L, (1, 32, 33, 256, 257)) for _ in range(b))
-        if draw(_HALF):
+        if draw(HALF):
             kw["causal"] = draw(evenly(ALIGNMENTS))
-        if draw(_HALF):
+        if draw(HALF):
             kw["window"] = draw(sampled_from((1, 32, 256, 513))) if draw(booleans()) else draw(integers(1, max(L, S)))
-        if draw(_HALF):
+        if draw(HALF):
             kw["documents"] = (_documents(draw, L), _documents(draw, S))
     mask = LogicalMask(b, h, L, S, **kw)
     return ModelSizeProblem(mask, scenario, e, draw(integers(0, e - 1)), _spread(draw, tuple(dtypes), L + S + e + h),

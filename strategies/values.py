@@ -354,10 +354,10 @@ def _weighted_octaves(top, min_width):
     margin four times over), and the rows past 1024, a hundred times the work of a narrow one,
     are not a third of a property's time."""
     octaves = width_classes(top, min_width)
-    return tuple(o for o in octaves for _ in range(2 if max(reach_members(o, top, min_width)) <= 256 else 1))
+    return tuple(o for o in octaves for _ in range(2 if max(_reach_members(o, top, min_width)) <= 256 else 1))
 
 
-def reach_members(group, top, min_width):
+def _reach_members(group, top, min_width):
     from conformance import reach
 
     return [n for cls in group for n in reach.members(cls, top, min_width)] or [0]
