@@ -113,6 +113,13 @@ def test_an_op_call_is_classified_by_what_the_backend_receives():
     assert {"scaled_dot_product_attention.L<S", "scaled_dot_product_attention.S:2^3-1",
             "scaled_dot_product_attention.attn_mask.form:(B,1,1,S)"} <= got
     assert "broadcast_shapes.size:negative" in reach.classify("broadcast_shapes", ((2, -1), (3,)), {})
+    keep = torch.ones(1, dtype=torch.bool)
+    for value in (-0.0, torch.tensor(-0.0, dtype=torch.float16)):  # a signed zero, as a scalar or 0-d tensor
+        assert "masked_fill.value:-0" in reach.classify("masked_fill", (torch.zeros(1), keep, value), {})
+    for value in (0.0, 0, torch.tensor(0.0)):
+        assert "masked_fill.value:-0" not in reach.classify("masked_fill", (torch.zeros(1), keep, value), {})
+    assert "masked_fill.value:overflows" in reach.classify("masked_fill", (torch.zeros(1, dtype=torch.float16),
+                                                                          keep, 1e5), {})
 
 
 def test_the_committed_baseline_reaches_every_claim():

@@ -6,6 +6,7 @@ counter, read against what the current example saw (`conformance.reach.recording
 from __future__ import annotations
 
 import functools
+import math
 
 from conformance import rules
 from conformance.reach import recording
@@ -476,9 +477,12 @@ def _fill_classes(args, kwargs) -> set[str]:
         form, scalar = f"value:0-d {str(value.dtype).removeprefix('torch.')}", value.item()
     else:
         form, scalar = f"value:python {type(value).__name__}", value
+    out = {form}
+    if isinstance(scalar, float) and scalar == 0 and math.copysign(1.0, scalar) < 0:
+        out.add("value:-0")  # a signed zero: compiled code has stored +0 (torch-compile.toml)
     if not _is_tensor(self):
-        return {form}
-    return {form, _converts(scalar, str(self.dtype).removeprefix("torch."))}
+        return out
+    return out | {_converts(scalar, str(self.dtype).removeprefix("torch."))}
 
 
 def _converts(scalar, dtype: str) -> str:
