@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -429,6 +430,8 @@ def few_scores_grads(mask: LogicalMask, g: FewScoresGrad, scale: float, rows, ke
     # the oracle's own rounding: a running sum over n terms is off by at most n ulps of the
     # largest partial sum, which the sum of all terms' magnitudes bounds
     ulp_sums = 4 * (L + S) * 2.0 ** -52
+    rho_abs, delta_abs = list(map(abs, g.rho)), list(map(abs, g.delta))
+    delta_ulps = [d * ulp_sums for d in delta_abs]
     want_rows, want_keys = {}, {}
     for b, h, i in rows:
         want_rows.setdefault((b, h), []).append(i)
@@ -437,14 +440,13 @@ def few_scores_grads(mask: LogicalMask, g: FewScoresGrad, scale: float, rows, ke
     for b, h in sorted(set(want_rows) | set(want_keys)):
         base, qbase = (b * h_ + h) * S, (b * h_ + h) * L
         cs, als, kas = x.c[base:base + S], x.alpha[base:base + S], g.kappa[base:base + S]
+        aks = list(map(operator.mul, als, kas))
+        per_key = (("n", [1.0] * S), ("a", als), ("ak", aks), ("k", kas), ("aabs", list(map(abs, als))),
+                   ("akabs", list(map(abs, aks))), ("kabs", list(map(abs, kas))))
         pre = {}
-        for val in x.values:
+        for val in x.values:  # prefix sums over the keys whose c is val (v * False is a zero)
             hit = [cj == val for cj in cs]
-            pre[val] = {nm: list(itertools.accumulate((v if h_ else 0.0 for v, h_ in zip(vs, hit)), initial=0.0))
-                        for nm, vs in (("n", [1.0] * S), ("a", als), ("ak", [a_ * k_ for a_, k_ in zip(als, kas)]),
-                                       ("k", kas), ("aabs", [abs(a_) for a_ in als]),
-                                       ("akabs", [abs(a_ * k_) for a_, k_ in zip(als, kas)]),
-                                       ("kabs", [abs(k_) for k_ in kas]))}
+            pre[val] = {nm: list(itertools.accumulate(map(operator.mul, vs, hit), initial=0.0)) for nm, vs in per_key}
         counts = {val: t["n"] for val, t in pre.items()}
         # per query: its weights, mix and interval; keys' sums through difference arrays
         acc = {val: {nm: [0.0] * (S + 1) for nm in ("r", "rabs", "t1", "t1abs", "t2", "t2abs")} for val in x.values}
@@ -458,36 +460,41 @@ def few_scores_grads(mask: LogicalMask, g: FewScoresGrad, scale: float, rows, ke
             ai, gi = x.a[qbase + i], g.gamma[qbase + i]
             w = _row_weights(x.values, counts, lo, hi, ai, scale)
             mix = math.fsum(w[val] * (pre[val]["a"][hi] - pre[val]["a"][lo]) for val in x.values)
-            info[i] = (lo, hi, w, mix)
+            # a kernel's mix (its D_i = rowsum(dO * O) / (g_i . v's scale)) is a sum whose rounding
+            # scales with the magnitudes of its terms, not with the exact sum (0 where kept
+            # alphas cancel): the bounds use mixabs
+            mixabs = math.fsum(w[val] * (pre[val]["aabs"][hi] - pre[val]["aabs"][lo]) for val in x.values)
+            info[i] = (lo, hi, w, mix, mixabs)
             for val in x.values:
                 terms = {"r": w[val] * gi, "rabs": w[val] * abs(gi), "t1": w[val] * gi * ai,
                          "t1abs": w[val] * abs(gi * ai), "t2": w[val] * gi * ai * mix,
-                         "t2abs": w[val] * abs(gi * ai * mix)}
+                         "t2abs": w[val] * abs(gi * ai) * mixabs}
                 for nm, v in terms.items():
                     acc[val][nm][lo] += v
                     acc[val][nm][hi] -= v
                     if nm in total:
                         total[nm] += v
+        whole = {v: (pre[v]["aabs"][S], pre[v]["n"][S], pre[v]["akabs"][S], pre[v]["kabs"][S]) for v in x.values}
         for i in want_rows.get((b, h), ()):
             if i not in info:
                 dq[(b, h, i)] = ([0.0] * e, [0.0] * e, [0.0] * e)
                 continue
-            lo, hi, w, mix = info[i]
+            lo, hi, w, mix, mixabs = info[i]
             gi = g.gamma[qbase + i]
 
             def over(name, val):
                 return pre[val][name][hi] - pre[val][name][lo]
             core_p = math.fsum(w[v] * v * (over("a", v) - mix * over("n", v)) for v in x.values)
-            bound_p = math.fsum(w[v] * abs(v) * (over("aabs", v) + abs(mix) * over("n", v)) for v in x.values)
+            bound_p = math.fsum(w[v] * abs(v) * (over("aabs", v) + mixabs * over("n", v)) for v in x.values)
             core_r = math.fsum(w[v] * (over("ak", v) - mix * over("k", v)) for v in x.values)
-            bound_r = math.fsum(w[v] * (over("akabs", v) + abs(mix) * over("kabs", v)) for v in x.values)
+            bound_r = math.fsum(w[v] * (over("akabs", v) + mixabs * over("kabs", v)) for v in x.values)
             f, fa = scale * gi * db, abs(scale * gi) * db_abs
-            vals = [f * (core_p if c == p else g.rho[c] * core_r) for c in range(e)]
-            bounds = [fa * (bound_p if c == p else abs(g.rho[c]) * bound_r) for c in range(e)]
-            whole = {v: (pre[v]["aabs"][S], pre[v]["n"][S], pre[v]["akabs"][S], pre[v]["kabs"][S]) for v in x.values}
-            noise_p = fa * ulp_sums * math.fsum(w[v] * abs(v) * (whole[v][0] + abs(mix) * whole[v][1]) for v in x.values)
-            noise_r = fa * ulp_sums * math.fsum(w[v] * (whole[v][2] + abs(mix) * whole[v][3]) for v in x.values)
-            noise = [noise_p if c == p else abs(g.rho[c]) * noise_r for c in range(e)]
+            vals = [f * (r * core_r) for r in g.rho]
+            bounds = [fa * (r * bound_r) for r in rho_abs]
+            noise_p = fa * ulp_sums * math.fsum(w[v] * abs(v) * (whole[v][0] + mixabs * whole[v][1]) for v in x.values)
+            noise_r = fa * ulp_sums * math.fsum(w[v] * (whole[v][2] + mixabs * whole[v][3]) for v in x.values)
+            noise = [r * noise_r for r in rho_abs]
+            vals[p], bounds[p], noise[p] = f * core_p, fa * bound_p, noise_p
             dq[(b, h, i)] = (vals, bounds, noise)
         ks = want_keys.get((b, h), ())
         if ks:
@@ -495,11 +502,12 @@ def few_scores_grads(mask: LogicalMask, g: FewScoresGrad, scale: float, rows, ke
             for j in ks:
                 cj, al = x.c[base + j], x.alpha[base + j]
                 t = {nm: run[cj][nm][j] for nm in run[cj]}
-                dv[(b, h, j)] = ([d * t["r"] for d in g.delta], [abs(d) * t["rabs"] for d in g.delta],
-                                 [abs(d) * ulp_sums * total["rabs"] for d in g.delta])
+                dv[(b, h, j)] = ([d * t["r"] for d in g.delta], [d * t["rabs"] for d in delta_abs],
+                                 [d * total["rabs"] for d in delta_ulps])
                 kp = scale * db * (al * t["t1"] - t["t2"])
                 kb = abs(scale) * db_abs * (abs(al) * t["t1abs"] + t["t2abs"])
                 kn = abs(scale) * db_abs * ulp_sums * (abs(al) * total["t1abs"] + total["t2abs"])
-                dk[(b, h, j)] = ([kp if c == p else 0.0 for c in range(e)], [kb if c == p else 0.0 for c in range(e)],
-                                 [kn if c == p else 0.0 for c in range(e)])
+                vals, bounds, noise = [0.0] * e, [0.0] * e, [0.0] * e  # dk is zero but for component p
+                vals[p], bounds[p], noise[p] = kp, kb, kn
+                dk[(b, h, j)] = (vals, bounds, noise)
     return dq, dk, dv
