@@ -124,3 +124,16 @@ def test_few_scores_gradients_equal_numpys_dense_gradients():
                 assert all(abs(a - w) <= 1e-9 for a, w in zip(vals, ref)), (name, m, (b, h, n), vals, ref)
                 # a bound is the sum of the magnitudes of the terms: never below the value itself
                 assert all(abs(w) <= bd + ns + 1e-12 for w, bd, ns in zip(vals, bounds, noise)), (name, m, (b, h, n))
+
+
+def test_a_gradient_that_cancels_exactly_still_allows_the_rounding_of_its_terms():
+    """Keys 0 and 1 score alike and their v rows are opposite, so each query's mix is exactly 0
+    and so is dk of key 2 (its v is 0); a kernel computes D_i = rowsum(dO * O) as a sum of
+    +-x, which may round to a tiny nonzero: the bound is the terms' magnitudes, not 0."""
+    m = LogicalMask(1, 1, 2, 3)
+    fs = attention.FewScores([1.0, 2.0], [0.0, 0.0, 1.0], VALUES, [1.0, -1.0, 0.0], [0.5, 0.25])
+    g = attention.FewScoresGrad(fs, 0, [0.0, 0.0, 0.0], [0.0, 1.0], [1.0, -0.5], [1.0, 1.0])
+    dq, dk, _ = attention.few_scores_grads(m, g, 1.0, [(0, 0, 0), (0, 0, 1)], [(0, 0, 2)])
+    (value, bound, _) = dk[(0, 0, 2)]
+    assert value[0] == 0.0 and bound[0] > 0.1
+    assert all(b[0] > 0 for _, b, _ in dq.values())
