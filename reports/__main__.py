@@ -94,6 +94,10 @@ def cmd_render(args) -> int:
     from reports import render
     doc = schema.load(args.report)
     out = Path(args.out or Path(args.report).parent)
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # --out names a folder to write into: make it
+    except OSError as e:
+        raise Unusable(f"cannot make {out}: {e.strerror}") from None
     _write(str(out / "report.md"), render.markdown(doc))
     _write(str(out / "report.html"), render.html(doc))
     print(f"written: {out / 'report.md'}, {out / 'report.html'}")
