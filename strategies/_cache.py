@@ -63,12 +63,7 @@ def evenly(options):
     if len(options) < 2:
         return st.sampled_from(options)
     n = len(options)
-    return SPREAD.map(lambda r: options[r % n])
-
-
-# what `evenly` draws: the sum of three scrambled wide integers (0 to 3 * 2**24), 0 when
-# shrunk; r % n is about uniform for any n up to thousands, and so is (r // n) % m
-SPREAD = st.tuples(_WIDE, _WIDE, _WIDE).map(lambda ks: sum(map(_scrambled, ks)))
+    return st.tuples(_WIDE, _WIDE, _WIDE).map(lambda ks: options[sum(map(_scrambled, ks)) % n])
 
 
 # a fair coin for a branch whose both sides are claimed (booleans() leans to False)

@@ -17,7 +17,7 @@ from hypothesis.errors import InvalidArgument
 
 from conformance import rules
 from conformance.tensors import TensorSpec, py_literal
-from strategies._cache import SPREAD, booleans, cached, evenly, integers, sampled_from
+from strategies._cache import booleans, cached, evenly, integers, sampled_from
 from strategies.buckets import bucketed_factory, size_classes
 
 FLOATS = rules.FLOAT_DTYPES
@@ -341,16 +341,10 @@ def width_classes(max_width=4096, min_width=0):
 
 
 @cached
-def _width_choices(top, min_width):
-    """(classes, {class: its widths}): the classes of `_weighted_octaves`, each octave's
-    repeated so that every octave has as many entries (an even pick of an entry picks the
-    octave with its weight, then a class of it as `width_classes` weights them)."""
+def _members(cls, max_width, min_width):
     from conformance import reach
 
-    octaves = _weighted_octaves(top, min_width)
-    span = math.lcm(*(len(group) for group in octaves))
-    classes = tuple(cls for group in octaves for cls in group for _ in range(span // len(group)))
-    return classes, {cls: tuple(reach.members(cls, top, min_width)) for cls in set(classes)}
+    return sampled_from(tuple(reach.members(cls, max_width, min_width)))
 
 
 @cached
@@ -369,6 +363,11 @@ def _reach_members(group, top, min_width):
     return [n for cls in group for n in reach.members(cls, top, min_width)] or [0]
 
 
+@cached
+def _octave_classes(group):
+    return evenly(group)
+
+
 @bucketed_factory(classes=size_classes)
 @cached
 @st.composite
@@ -380,13 +379,9 @@ def logit_widths(draw, *, wide=True, max_width=4096, min_width=0):
     included; up to 16 only, unless `wide`.  Shrinks towards the narrowest."""
     top = max_width if wide else min(16, max_width)
     # evenly, not sampled_from: Hypothesis leans to the first and the last of a few options,
-    # and the octave of width 1 got no example of 300 in one property.  One spread draw picks
-    # the octave, the class in it and the member (three choices, not seven: the width is drawn
-    # in every softmax example, and each choice costs Hypothesis about 80 us)
-    classes, members = _width_choices(top, min_width)
-    r = draw(SPREAD)
-    options = members[classes[r % len(classes)]]
-    return options[(r // len(classes)) % len(options)]
+    # and the octave of width 1 got no example of 300 in one property
+    cls = draw(_octave_classes(draw(evenly(_weighted_octaves(top, min_width)))))
+    return draw(_members(cls, top, min_width))
 
 
 _SCALES = st.floats(0.1, 30.0)
