@@ -122,6 +122,25 @@ def sdpa_kw(p):
     return {} if p.scale is None else {"scale": p.scale}
 
 
+def mha_masks(m: attention.LogicalMask, heads: int, attn: str, kpm_type: str, attn_type: str, dt, device):
+    """(key_padding_mask, attn_mask or None) of nn.MultiheadAttention for mask `m` on `device`:
+    keys past each sequence's key length ignored, and `attn` none, causal [T, T] or per-head
+    [B * heads, T, T]; each bool (True = ignore) or float (-inf) as its type says."""
+    b, t = m.b, m.L
+    ignore_k = torch.tensor([[j >= n for j in range(t)] for n in m.key_lengths], device=device).reshape(b, t)
+    kpm = ignore_k if kpm_type == "bool" else \
+        torch.zeros(b, t, dtype=dt, device=device).masked_fill(ignore_k, -math.inf)
+    if attn == "none":
+        return kpm, None
+    if attn == "per-head":
+        ignore = ~torch.tensor(m.per_head, dtype=torch.bool, device=device).reshape(b * heads, t, t)
+    else:
+        ignore = torch.ones(t, t, dtype=torch.bool, device=device).triu(1)  # causal: the keys after the query
+    am = ignore if attn_type == "bool" else \
+        torch.zeros(ignore.shape, dtype=dt, device=device).masked_fill(ignore, -math.inf)
+    return kpm, am
+
+
 @dataclass(frozen=True)
 class MhaCall:
     """One self-attention call of nn.MultiheadAttention(E, heads, batch_first=True): its
@@ -153,16 +172,7 @@ class MhaCall:
             mha.out_proj.bias.copy_(torch.tensor(b_out, dtype=dt))
         mha.train(self.path != "eval")
         x = torch.tensor(self.xs, dtype=dt, device=device).reshape(b, t, emb)
-        ignore_k = torch.tensor([[j >= n for j in range(t)] for n in m.key_lengths], device=device).reshape(b, t)
-        kpm = ignore_k if self.kpm_type == "bool" else \
-            torch.zeros(b, t, dtype=dt, device=device).masked_fill(ignore_k, -math.inf)
-        if self.attn == "none":
-            return mha, x, kpm, None
-        keep = torch.tensor(m.per_head if self.attn == "per-head" else [[[[j <= i for j in range(t)] for i in range(t)]]],
-                            dtype=torch.bool, device=device)
-        ignore = ~(keep.reshape(b * self.heads, t, t) if self.attn == "per-head" else keep.reshape(t, t))
-        am = ignore if self.attn_type == "bool" else \
-            torch.zeros(ignore.shape, dtype=dt, device=device).masked_fill(ignore, -math.inf)
+        kpm, am = mha_masks(m, self.heads, self.attn, self.kpm_type, self.attn_type, dt, device)
         return mha, x, kpm, am
 
     def case(self, device, taken: str) -> Case:

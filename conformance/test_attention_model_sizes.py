@@ -26,7 +26,7 @@ import torch
 from hypothesis import given
 
 from conformance import attention, attention_apis as apis, device_ops, profiles, reach, rules, tolerances
-from conformance.attention_checks import run_pinned, scale_of
+from conformance.attention_checks import mha_masks, run_pinned, scale_of
 from conformance.failures import Case, _short, attempt, close_with, rows_within
 from conformance.tensors import TORCH_DTYPES
 from strategies.attention import MHA_T, mha_model_size_problems, model_size_problems
@@ -323,14 +323,7 @@ def _mha_setup(p, device):
         mha.out_proj.weight.copy_(torch.eye(emb, dtype=dt))
         mha.out_proj.bias.copy_(torch.from_numpy(x_np["bias"]).to(dt))
     mha.train(p.path != "eval")
-    ignore_k = torch.tensor([[j >= n for j in range(m.L)] for n in m.key_lengths], device=device)
-    kpm = ignore_k if p.mask_type == "bool" else torch.zeros(ignore_k.shape, dtype=dt, device=device).masked_fill(
-        ignore_k, -math.inf)
-    am = None
-    if m.causal:
-        ignore = torch.ones(m.L, m.L, dtype=torch.bool, device=device).triu(1)
-        am = ignore if p.mask_type == "bool" else torch.zeros(ignore.shape, dtype=dt, device=device).masked_fill(
-            ignore, -math.inf)
+    kpm, am = mha_masks(m, m.h, "causal" if m.causal else "none", p.mask_type, p.mask_type, dt, device)
     return mha, x.to(device=device, dtype=dt), kpm, am, x_np
 
 
