@@ -448,9 +448,13 @@ def few_scores_grads(mask: LogicalMask, g: FewScoresGrad, scale: float, rows, ke
             hit = [cj == val for cj in cs]
             pre[val] = {nm: list(itertools.accumulate(map(operator.mul, vs, hit), initial=0.0)) for nm, vs in per_key}
         counts = {val: t["n"] for val, t in pre.items()}
-        # per query: its weights, mix and interval; keys' sums through difference arrays
-        acc = {val: {nm: [0.0] * (S + 1) for nm in ("r", "rabs", "t1", "t1abs", "t2", "t2abs")} for val in x.values}
-        total = {"rabs": 0.0, "t1abs": 0.0, "t2abs": 0.0}
+        # per query: its weights, mix and interval; keys' sums through difference arrays (per
+        # value of c, one array per term: r, rabs, t1, t1abs, t2, t2abs)
+        names = ("r", "rabs", "t1", "t1abs", "t2", "t2abs")
+        acc = {val: {nm: [0.0] * (S + 1) for nm in names} for val in x.values}
+        arrays = [(val, *(acc[val][nm] for nm in names)) for val in x.values]
+        pre_a = [(val, pre[val]["a"], pre[val]["aabs"]) for val in x.values]
+        rabs_total = t1abs_total = t2abs_total = 0.0
         info = {}
         for i in range(L):
             span = kept_interval(mask, b, i)
@@ -459,21 +463,37 @@ def few_scores_grads(mask: LogicalMask, g: FewScoresGrad, scale: float, rows, ke
             lo, hi = span
             ai, gi = x.a[qbase + i], g.gamma[qbase + i]
             w = _row_weights(x.values, counts, lo, hi, ai, scale)
-            mix = math.fsum(w[val] * (pre[val]["a"][hi] - pre[val]["a"][lo]) for val in x.values)
+            mix = math.fsum(w[val] * (pa[hi] - pa[lo]) for val, pa, _ in pre_a)
             # a kernel's mix (its D_i = rowsum(dO * O) / (g_i . v's scale)) is a sum whose rounding
             # scales with the magnitudes of its terms, not with the exact sum (0 where kept
             # alphas cancel): the bounds use mixabs
-            mixabs = math.fsum(w[val] * (pre[val]["aabs"][hi] - pre[val]["aabs"][lo]) for val in x.values)
+            mixabs = math.fsum(w[val] * (pabs[hi] - pabs[lo]) for val, _, pabs in pre_a)
             info[i] = (lo, hi, w, mix, mixabs)
-            for val in x.values:
-                terms = {"r": w[val] * gi, "rabs": w[val] * abs(gi), "t1": w[val] * gi * ai,
-                         "t1abs": w[val] * abs(gi * ai), "t2": w[val] * gi * ai * mix,
-                         "t2abs": w[val] * abs(gi * ai) * mixabs}
-                for nm, v in terms.items():
-                    acc[val][nm][lo] += v
-                    acc[val][nm][hi] -= v
-                    if nm in total:
-                        total[nm] += v
+            gabs, gaiabs = abs(gi), abs(gi * ai)
+            for val, r, rabs, t1, t1abs, t2, t2abs in arrays:
+                wv = w[val]
+                v = wv * gi
+                r[lo] += v
+                r[hi] -= v
+                v = wv * gabs
+                rabs[lo] += v
+                rabs[hi] -= v
+                rabs_total += v
+                v = wv * gi * ai
+                t1[lo] += v
+                t1[hi] -= v
+                v = wv * gaiabs
+                t1abs[lo] += v
+                t1abs[hi] -= v
+                t1abs_total += v
+                v = wv * gi * ai * mix
+                t2[lo] += v
+                t2[hi] -= v
+                v = wv * gaiabs * mixabs
+                t2abs[lo] += v
+                t2abs[hi] -= v
+                t2abs_total += v
+        total = {"rabs": rabs_total, "t1abs": t1abs_total, "t2abs": t2abs_total}
         whole = {v: (pre[v]["aabs"][S], pre[v]["n"][S], pre[v]["akabs"][S], pre[v]["kabs"][S]) for v in x.values}
         for i in want_rows.get((b, h), ()):
             if i not in info:
