@@ -144,19 +144,40 @@ def tensors(draw, shape, dtype, *, elements=None, kinds=KINDS):
     strides, offset, expanded, words = draw_layout(draw, shape, kinds)
     reduced = tuple(1 if d in expanded and s > 1 else s for d, s in enumerate(shape))
     small = draw_elements(draw, elements, rules.numel(reduced))
-    values = rules.broadcast_values(small, reduced, shape)
     if not words or words == "contiguous":
-        return TensorSpec.contiguous(shape, dtype, values)
-    positions = [offset + sum(i * s for i, s in zip(idx, strides)) for idx in rules.ndindex(shape)]
-    size = (max(positions) + 1 if positions else offset) + draw(integers(0, 2))
-    canary = draw(elements)
-    storage = [canary] * size
-    for p, v in zip(positions, values):
-        storage[p] = v
-    return TensorSpec(shape, dtype, tuple(values), strides, offset, tuple(storage), words)
+        return TensorSpec.contiguous(shape, dtype, rules.broadcast_values(small, reduced, shape))
+    extra, canary = draw(integers(0, 2)), draw(elements)
+    values, storage = _placed(shape, dtype, small, reduced, strides, offset, extra, canary)
+    return TensorSpec(shape, dtype, values, strides, offset, storage, words)
 
 
 _RELAYOUT_AT = 64  # past this many elements, positions and storage are computed with NumPy
+
+
+def _placed(shape, dtype, values, reduced, strides, offset, extra, canary) -> tuple[tuple, tuple]:
+    """(values, storage): `values` (row-major, of shape `reduced`: 1 along the expanded dims)
+    stretched to `shape`, and a storage of `extra` elements past the last one the view reads,
+    holding them at ``offset + sum(index * stride)`` and `canary` elsewhere.  Past
+    _RELAYOUT_AT elements NumPy computes it (float and bool values as float64 and bool_, which
+    hold every dtype's values exactly; ints as Python ints): the same tuples, a few times faster."""
+    n = rules.numel(shape)
+    if n < _RELAYOUT_AT:
+        values = rules.broadcast_values(values, reduced, shape)
+        positions = [offset + sum(i * s for i, s in zip(idx, strides)) for idx in rules.ndindex(shape)]
+        storage = [canary] * ((max(positions) + 1 if positions else offset) + extra)
+        for p, v in zip(positions, values):
+            storage[p] = v
+        return tuple(values), tuple(storage)
+    import numpy as np
+
+    kind = float if dtype in rules.FLOAT_DTYPES else bool if dtype == "bool" else object
+    arr = np.broadcast_to(np.array(values, dtype=kind).reshape(reduced), shape).reshape(-1)
+    positions = np.full(1, offset, dtype=np.int64)
+    for size_d, stride in zip(shape, strides):
+        positions = (positions[:, None] + np.arange(size_d, dtype=np.int64) * stride).reshape(-1)
+    storage = np.full(int(positions.max()) + 1 + extra, canary, dtype=kind)
+    storage[positions] = arr
+    return tuple(arr.tolist()), tuple(storage.tolist())
 
 
 def relayout(draw, spec: TensorSpec, kinds=KINDS, canary=None) -> TensorSpec:
@@ -170,28 +191,9 @@ def relayout(draw, spec: TensorSpec, kinds=KINDS, canary=None) -> TensorSpec:
         return spec
     n = len(spec.values)
     canary = spec.values[0] if canary is None and n else (canary if canary is not None else 0)
-    if n < _RELAYOUT_AT and not expanded:
-        values = spec.values
-        positions = [offset + sum(i * s for i, s in zip(idx, strides)) for idx in rules.ndindex(shape)]
-        size = (max(positions) + 1 if positions else offset) + draw(integers(0, 2))
-        storage = [canary] * size
-        for p, v in zip(positions, values):
-            storage[p] = v
-        return TensorSpec(shape, spec.dtype, values, strides, offset, tuple(storage), words)
-    import numpy as np
-
-    # floats and bools as NumPy floats and bools (every dtype's values are exact in float64); ints
-    # as Python ints (int64 values past 2**53)
-    kind = float if spec.dtype in rules.FLOAT_DTYPES else bool if spec.dtype == "bool" else object
-    arr = np.array(spec.values, dtype=kind).reshape(shape)
-    if expanded:
-        arr = np.broadcast_to(arr[tuple(slice(0, 1) if d in expanded else slice(None) for d in range(len(shape)))],
-                              shape)
-    positions = np.full(1, offset, dtype=np.int64)
-    for size_d, stride in zip(shape, strides):
-        positions = (positions[:, None] + np.arange(size_d, dtype=np.int64) * stride).reshape(-1)
-    size = (int(positions.max()) + 1 if positions.size else offset) + draw(integers(0, 2))
-    storage = np.full(size, canary, dtype=kind)
-    values = arr.reshape(-1)
-    storage[positions] = values
-    return TensorSpec(shape, spec.dtype, tuple(values.tolist()), strides, offset, tuple(storage.tolist()), words)
+    # along an expanded dim every value is the first slice's
+    reduced = tuple(1 if d in expanded and s > 1 else s for d, s in enumerate(shape))
+    first = spec.values if not expanded else \
+        [spec.values[rules._flat(idx, shape)] for idx in rules.ndindex(reduced)]
+    values, storage = _placed(shape, spec.dtype, first, reduced, strides, offset, draw(integers(0, 2)), canary)
+    return TensorSpec(shape, spec.dtype, values, strides, offset, storage, words)
