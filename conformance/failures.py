@@ -50,7 +50,8 @@ def first_differences(actual: Sequence, expected: Sequence, shape: Sequence[int]
                       close=None, limit: int = 5, labels: tuple[str, str] = ("expected", "got")) -> list[str]:
     """'index: expected E, got A' for the first few positions that differ."""
     close = close or rules.same_value
-    if len(actual) >= 32 and _all_within(actual, expected, getattr(close, "tolerance", None)):
+    if len(actual) >= 32 and (_all_same(actual, expected) if close is rules.same_value else
+                              _all_within(actual, expected, getattr(close, "tolerance", None))):
         return []
     out = []
     for idx, a, e in zip(rules.ndindex(shape), actual, expected):
@@ -59,6 +60,30 @@ def first_differences(actual: Sequence, expected: Sequence, shape: Sequence[int]
             if len(out) == limit:
                 break
     return out
+
+
+def _all_same(actual: Sequence, expected: Sequence) -> bool:
+    """True when every pair is `rules.same_value` (the same type; floats bit for bit but for
+    nan, which equals any nan), vectorised for sequences all of one type, float, int or bool:
+    a shortcut for long exact comparisons (a tril of 513 x 513, a gradient of 4097 entries).
+    False means "look one by one": the per-element loop stays the judge and writes the message."""
+    if len(actual) != len(expected) or not actual:
+        return len(actual) == len(expected)
+    kinds = set(map(type, actual))
+    if len(kinds) != 1 or set(map(type, expected)) != kinds:
+        return False
+    import numpy as np
+
+    kind = kinds.pop()
+    if kind is float:
+        a, e = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+        return bool(((a.view(np.int64) == e.view(np.int64)) | (np.isnan(a) & np.isnan(e))).all())
+    if kind is bool or kind is int:
+        try:
+            return bool(np.array_equal(np.asarray(actual, dtype=np.int64), np.asarray(expected, dtype=np.int64)))
+        except OverflowError:
+            return False
+    return False
 
 
 def _all_within(actual: Sequence, expected: Sequence, tol) -> bool:

@@ -187,6 +187,29 @@ def test_vectorised_closeness_shortcut_agrees_with_the_per_element_rule(pairs, a
     assert _all_within(actual, expected, tol) == all(close(a, e) for a, e in pairs)
 
 
+_EXACT = (_NEAR | st.floats(allow_nan=True).map(lambda x: -x) | st.integers(-2**70, 2**70) | st.booleans()
+          | st.sampled_from([0, 1, True, False, math.nan, -math.nan]))
+
+
+@given(pairs=st.lists(st.tuples(_EXACT, _EXACT) | _EXACT.map(lambda x: (x, x)), min_size=32, max_size=80),
+       same_kind=st.sampled_from([None, float, int, bool]))
+def test_vectorised_exactness_shortcut_agrees_with_same_value(pairs, same_kind):
+    """first_differences' NumPy shortcut for long exact comparisons says "all the same" only
+    when rules.same_value finds no difference (types, signed zeros, nans, ints past int64), and
+    always does so for same-valued sequences of one type that fits (float, bool, int64)."""
+    from conformance.failures import _all_same
+
+    if same_kind is not None:
+        pairs = [(a, b) for a, b in pairs if type(a) is same_kind and type(b) is same_kind
+                 and (same_kind is not int or -2**63 <= min(a, b) <= max(a, b) < 2**63)]
+    actual, expected = [a for a, _ in pairs], [e for _, e in pairs]
+    all_same = all(rules.same_value(a, e) for a, e in pairs)
+    if same_kind is None:
+        assert not _all_same(actual, expected) or all_same
+    else:
+        assert _all_same(actual, expected) == all_same
+
+
 # --------------------------------------------------------------------------- the attention oracle
 
 
