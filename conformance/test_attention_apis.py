@@ -203,6 +203,8 @@ def test_sdpa_refuses_attn_mask_with_is_causal(device, kernel, p):
 @pytest.mark.ops("scaled_dot_product_attention")
 @pytest.mark.reach(*reach.of("scaled_dot_product_attention", "enable_gqa", "gqa:divides", "gqa:does-not-divide",
                              "attn_mask.kind:bool", "outcome:raises", "outcome:returns"), "group:1", "group:2", "group:3")
+# every claim is reached within 31 examples of a ci run: 150 examples, not 300
+@profiles.fraction(1 / 2, at_least=profiles.SELFTEST_EXAMPLES)
 @given(args=gqa_args())
 def test_sdpa_gqa_matches_repeated_kv_heads(device, kernel, args):
     """SDPA with enable_gqa=True lets query head h read kv head h // (H / Hkv), as
@@ -241,6 +243,8 @@ def test_sdpa_gqa_matches_repeated_kv_heads(device, kernel, args):
 @pytest.mark.ops("scaled_dot_product_attention")
 @pytest.mark.reach(*reach.of("scaled_dot_product_attention", "nested:jagged", "q.layout:jagged"), "length:0",
                    "lengths:ragged")
+# every claim is reached within 17 examples of a ci run: 150 examples, not 300
+@profiles.fraction(1 / 2, at_least=profiles.SELFTEST_EXAMPLES)
 @given(args=jagged_args())
 def test_sdpa_on_jagged_nested_tensors_matches_oracle(device, kernel, args):
     """SDPA on jagged nested tensors (torch.nested, layout=torch.jagged) attends within each
@@ -384,6 +388,8 @@ def test_multihead_attention_paths_match_oracle(device, args):
 @pytest.mark.ops("transformer_encoder")
 @pytest.mark.reach(*reach.of("transformer_encoder", "path:fast", "path:slow", "is_causal",
                              "src_key_padding_mask.rows:other", "src_key_padding_mask.mask:mixed"), "sequence:fully-padded")
+# every claim is reached within 11 examples of a ci run: 150 examples, not 300
+@profiles.fraction(1 / 2, at_least=profiles.SELFTEST_EXAMPLES)
 @given(args=encoder_args())
 def test_transformer_encoder_fast_path_matches_slow_path(device, args):
     """nn.TransformerEncoder with src_key_padding_mask gives the same output at every real
