@@ -362,14 +362,12 @@ def few_scores_rows(mask: LogicalMask, x: FewScores, kv_heads: int, scale: float
         kvh = h // group
         if (b, kvh) not in prefix:
             base = (b * kv_heads + kvh) * S
+            cs, als = x.c[base:base + S], x.alpha[base:base + S]
             table = {}
-            for val in x.values:
-                counts, sums = [0], [0.0]
-                for j in range(S):
-                    hit = x.c[base + j] == val
-                    counts.append(counts[-1] + hit)
-                    sums.append(sums[-1] + (x.alpha[base + j] if hit else 0.0))
-                table[val] = (counts, sums)
+            for val in x.values:  # running sums, left to right, of the keys whose c is val
+                hit = [cj == val for cj in cs]
+                table[val] = (list(itertools.accumulate(hit, initial=0)),
+                              list(itertools.accumulate((al if h else 0.0 for al, h in zip(als, hit)), initial=0.0)))
             prefix[(b, kvh)] = table
         span = kept_interval(mask, b, i)
         if span is None:
