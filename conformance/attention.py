@@ -450,7 +450,7 @@ def few_scores_grads(mask: LogicalMask, g: FewScoresGrad, scale: float, rows, ke
         # value of c, one array per term: r, rabs, t1, t1abs, t2, t2abs)
         names = ("r", "rabs", "t1", "t1abs", "t2", "t2abs")
         acc = {val: {nm: [0.0] * (S + 1) for nm in names} for val in x.values}
-        arrays = [(val, *(acc[val][nm] for nm in names)) for val in x.values]
+        arrays = [(val, tuple(acc[val][nm] for nm in names)) for val in x.values]
         pre_a = [(val, pre[val]["a"], pre[val]["aabs"]) for val in x.values]
         rabs_total = t1abs_total = t2abs_total = 0.0
         info = {}
@@ -468,29 +468,15 @@ def few_scores_grads(mask: LogicalMask, g: FewScoresGrad, scale: float, rows, ke
             mixabs = math.fsum(w[val] * (pabs[hi] - pabs[lo]) for val, _, pabs in pre_a)
             info[i] = (lo, hi, w, mix, mixabs)
             gabs, gaiabs = abs(gi), abs(gi * ai)
-            for val, r, rabs, t1, t1abs, t2, t2abs in arrays:
+            for val, arrs in arrays:
                 wv = w[val]
-                v = wv * gi
-                r[lo] += v
-                r[hi] -= v
-                v = wv * gabs
-                rabs[lo] += v
-                rabs[hi] -= v
-                rabs_total += v
-                v = wv * gi * ai
-                t1[lo] += v
-                t1[hi] -= v
-                v = wv * gaiabs
-                t1abs[lo] += v
-                t1abs[hi] -= v
-                t1abs_total += v
-                v = wv * gi * ai * mix
-                t2[lo] += v
-                t2[hi] -= v
-                v = wv * gaiabs * mixabs
-                t2abs[lo] += v
-                t2abs[hi] -= v
-                t2abs_total += v
+                terms = (wv * gi, wv * gabs, wv * gi * ai, wv * gaiabs, wv * gi * ai * mix, wv * gaiabs * mixabs)
+                for arr, v in zip(arrs, terms):
+                    arr[lo] += v
+                    arr[hi] -= v
+                rabs_total += terms[1]
+                t1abs_total += terms[3]
+                t2abs_total += terms[5]
         total = {"rabs": rabs_total, "t1abs": t1abs_total, "t2abs": t2abs_total}
         whole = {v: (pre[v]["aabs"][S], pre[v]["n"][S], pre[v]["akabs"][S], pre[v]["kabs"][S]) for v in x.values}
         for i in want_rows.get((b, h), ()):
